@@ -1,0 +1,154 @@
+//! Results of runs, as text and JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::workload::{workload_name, Params};
+
+/// The measurements of one run against one server.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RunResult {
+    /// Which server (its label or URL).
+    pub server: String,
+    /// The workload's name.
+    pub workload: String,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Measured requests, successful or not.
+    pub requests: u64,
+    /// Failed requests by error code (`TRANSPORT` for connection failures).
+    pub errors: BTreeMap<String, u64>,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Latency percentiles and maximum, in microseconds.
+    pub p50_us: u64,
+    /// 90th percentile latency, microseconds.
+    pub p90_us: u64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: u64,
+    /// Slowest request, microseconds.
+    pub max_us: u64,
+}
+
+impl RunResult {
+    /// Adds the counts of another worker's part.
+    pub fn merge(&mut self, other: RunResult) {
+        self.requests += other.requests;
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_insert(0) += n;
+        }
+    }
+
+    /// Fills in the totals once every worker has stopped.
+    pub fn finish(&mut self, params: &Params, measured_for: Duration, histogram: &Histogram<u64>) {
+        self.workload = workload_name(params.workload).to_string();
+        self.connections = params.connections;
+        self.seconds = measured_for.as_secs_f64();
+        self.rps = if self.seconds > 0.0 {
+            self.requests as f64 / self.seconds
+        } else {
+            0.0
+        };
+        self.p50_us = histogram.value_at_quantile(0.50);
+        self.p90_us = histogram.value_at_quantile(0.90);
+        self.p99_us = histogram.value_at_quantile(0.99);
+        self.max_us = histogram.max();
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let errors = if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(code, n)| format!("{code}={n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{:<24} {:<6} conns={:<4} reqs={:<8} rps={:>10.1}  p50={} p90={} p99={} max={}  errors: {errors}",
+            self.server,
+            self.workload,
+            self.connections,
+            self.requests,
+            self.rps,
+            ms(self.p50_us),
+            ms(self.p90_us),
+            ms(self.p99_us),
+            ms(self.max_us),
+        )
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}ms", us as f64 / 1000.0)
+}
+
+/// Server B's throughput over server A's, for rounds run alternately.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    /// The workload's name.
+    pub workload: String,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Server A.
+    pub a: String,
+    /// Server B.
+    pub b: String,
+    /// rps(B) / rps(A) of each round.
+    pub ratios: Vec<f64>,
+    /// Smallest ratio.
+    pub min: f64,
+    /// Median ratio.
+    pub median: f64,
+    /// Largest ratio.
+    pub max: f64,
+}
+
+impl Comparison {
+    /// Summarises per-round ratios.
+    pub fn new(workload: &str, connections: usize, a: &str, b: &str, ratios: Vec<f64>) -> Self {
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let pick = |i: usize| sorted.get(i).copied().unwrap_or(f64::NAN);
+        Comparison {
+            workload: workload.to_string(),
+            connections,
+            a: a.to_string(),
+            b: b.to_string(),
+            min: pick(0),
+            median: pick(sorted.len() / 2),
+            max: pick(sorted.len().saturating_sub(1)),
+            ratios,
+        }
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        format!(
+            "ratio {} / {} ({}, {} conns): median {:.3}, min {:.3}, max {:.3} over {} rounds",
+            self.b,
+            self.a,
+            self.workload,
+            self.connections,
+            self.median,
+            self.min,
+            self.max,
+            self.ratios.len()
+        )
+    }
+}
+
+/// Everything one invocation measured, for `--json` and for charts.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Output {
+    /// Every run, in order.
+    pub runs: Vec<RunResult>,
+    /// Comparisons, with `--compare`.
+    pub comparisons: Vec<Comparison>,
+}

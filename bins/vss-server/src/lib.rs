@@ -1,0 +1,282 @@
+//! # vss-server: the VSS server as a library
+//!
+//! The `vss-server` binary is a thin shell around this crate, so tests (and
+//! anyone embedding the server) can start it in-process:
+//!
+//! ```no_run
+//! use vss_server::{Config, Server};
+//!
+//! # async fn example() -> Result<(), vss_server::ServerError> {
+//! let mut config = Config::default();
+//! config.bind_address = "127.0.0.1:0".parse().unwrap(); // any free port
+//! let server = Server::start(config).await?;
+//! println!("serving {}", server.url());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! server.serve(async { let _ = stopped.await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`Config`] comes from flags, `VSS_*` variables and a TOML file
+//! ([`Config::load`]); [`backend`] holds the storage backends compiled in.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use vss_auth::{LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
+use vss_core::KvStore;
+use vss_http::{Authorizer, JwtAuthorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
+
+pub use backend::BackendConfig;
+pub use config::{AuthConfig, AuthMethods, Cli, Config, ConfigError};
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Authentication is off and the address is reachable from other machines.
+    #[error(
+        "refusing to listen on {0} without authentication: choose methods with \
+         VSS_AUTH / server_config.auth / --auth (jwt, sigs, lnurl) or configure a JWT key \
+         (VSS_JWT_RSA_PEM / jwt_auth_config.rsa_pem, or VSS_JWT_RSA_PEM_FILE / --jwt-rsa-pem-file), \
+         listen on a loopback address such as 127.0.0.1, or pass --allow-unauthenticated \
+         (VSS_ALLOW_UNAUTHENTICATED=true) if every client of this address may read and write \
+         the data of every other"
+    )]
+    UnauthenticatedPublicBind(SocketAddr),
+    /// The JWT key was refused.
+    #[error("invalid JWT configuration: {0}")]
+    Jwt(#[from] vss_http::JwtConfigError),
+    /// The LNURL-auth issuer could not be set up.
+    #[error("invalid LNURL-auth configuration: {0}")]
+    LnurlAuth(String),
+    /// The backend could not be opened.
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed to close at shutdown.
+    #[error("closing the store failed: {0}")]
+    Close(vss_core::VssError),
+}
+
+/// A server that is listening but not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: VssService,
+    store: Arc<dyn KvStore>,
+    options: ServeOptions,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Checks the configuration, opens the configured backend and binds the address.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        let auth = authorizer(&config)?;
+        let store = backend::open(&config.backend).await?;
+        if !config.backend.is_persistent() {
+            tracing::warn!(
+                backend = config.backend.name(),
+                "this backend is not persistent: all data is lost when the server stops"
+            );
+        }
+        Self::listen(config, store, auth).await
+    }
+
+    /// Like [`Server::start`], on a store the caller opened (the configured
+    /// backend is ignored). The store is closed when serving ends.
+    pub async fn start_with_store(
+        config: Config,
+        store: Arc<dyn KvStore>,
+    ) -> Result<Server, ServerError> {
+        let auth = authorizer(&config)?;
+        Self::listen(config, store, auth).await
+    }
+
+    async fn listen(
+        config: Config,
+        store: Arc<dyn KvStore>,
+        (authorizer, issuer): Auth,
+    ) -> Result<Server, ServerError> {
+        let mut service = VssService::new(Arc::clone(&store), authorizer, config.http.clone());
+        if let Some((path, issuer)) = issuer {
+            service = match service.with_endpoint(&path, issuer) {
+                Ok(service) => service,
+                Err(reason) => {
+                    close_store(&store).await.ok();
+                    return Err(ServerError::LnurlAuth(reason));
+                }
+            };
+        }
+        let listener = match TcpListener::bind(config.bind_address).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                close_store(&store).await.ok();
+                return Err(ServerError::Bind {
+                    address: config.bind_address,
+                    source,
+                });
+            }
+        };
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            address: config.bind_address,
+            source,
+        })?;
+        let options = ServeOptions {
+            shutdown_grace: config.shutdown_grace,
+            ..ServeOptions::default()
+        };
+        Ok(Server {
+            listener,
+            local_addr,
+            service,
+            store,
+            options,
+        })
+    }
+
+    /// The address the server listens on (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:8080/vss`.
+    pub fn url(&self) -> String {
+        format!(
+            "http://{}{}",
+            self.local_addr,
+            self.service.config().base_path()
+        )
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
+    /// requests finish (bounded by the configured grace), and closes the store.
+    pub async fn serve<S: Future>(self, shutdown: S) -> Result<ServeOutcome, ServerError> {
+        tracing::info!(url = %self.url(), "serving");
+        let outcome = vss_http::serve(self.listener, self.service, shutdown, self.options).await;
+        close_store(&self.store).await?;
+        tracing::info!(
+            connections = outcome.connections,
+            aborted = outcome.aborted,
+            "shut down"
+        );
+        Ok(outcome)
+    }
+}
+
+async fn close_store(store: &Arc<dyn KvStore>) -> Result<(), ServerError> {
+    store.close().await.map_err(|err| {
+        tracing::error!(error = %err, "closing the store failed");
+        ServerError::Close(err)
+    })?;
+    tracing::info!("store closed");
+    Ok(())
+}
+
+/// The authorizer, and the LNURL-auth issuer with its path when on.
+type Auth = (Arc<dyn Authorizer>, Option<(String, Arc<LnurlAuthIssuer>)>);
+
+/// The authorizer the configuration asks for; refuses unauthenticated serving
+/// on a non-loopback address unless explicitly allowed.
+fn authorizer(config: &Config) -> Result<Auth, ServerError> {
+    match &config.auth {
+        AuthConfig::Jwt { rsa_pem, audience } => {
+            let mut jwt = JwtAuthorizer::from_public_pems(rsa_pem)?;
+            if let Some(audience) = audience {
+                jwt = jwt.with_audience(audience)?;
+            }
+            tracing::info!(keys = jwt.keys().len(), "authentication: JWT");
+            Ok((Arc::new(jwt), None))
+        }
+        AuthConfig::Methods(methods) => methods_authorizer(methods),
+        AuthConfig::Unauthenticated => {
+            let ip = config.bind_address.ip();
+            if !ip.is_loopback() && !config.allow_unauthenticated {
+                return Err(ServerError::UnauthenticatedPublicBind(config.bind_address));
+            }
+            tracing::warn!(
+                user = NoopAuthorizer::DEFAULT_USER,
+                "authentication is OFF: every request reads and writes the data of one shared \
+                 user. Choose authentication (VSS_AUTH: jwt, sigs, lnurl) before serving real wallets"
+            );
+            Ok((Arc::new(NoopAuthorizer::default()), None))
+        }
+    }
+}
+
+fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
+    let mut multi = MultiAuthorizer::new();
+    let issuer = match &methods.lnurl {
+        Some(lnurl) => {
+            let audience = methods.jwt.as_ref().and_then(|j| j.audience.clone());
+            let issuer = methods.jwt.as_ref().and_then(|j| j.issuer.clone());
+            let issuer = LnurlAuthIssuer::new(
+                &lnurl.private_key_pem,
+                LnurlAuthConfig {
+                    public_url: lnurl.public_url.clone(),
+                    path: lnurl.path.clone(),
+                    token_ttl: lnurl.token_ttl,
+                    challenge_ttl: lnurl.challenge_ttl,
+                    max_challenges: lnurl.max_challenges,
+                    issuer,
+                    audience,
+                },
+            )?;
+            tracing::info!(
+                path = %lnurl.path,
+                public_url = lnurl.public_url.as_deref().unwrap_or("(from the Host header)"),
+                "LNURL-auth token issuer on"
+            );
+            Some((lnurl.path.clone(), Arc::new(issuer)))
+        }
+        None => None,
+    };
+    if let Some(settings) = &methods.jwt {
+        let mut keys = match &settings.public_keys_pem {
+            Some(pem) => vss_http::JwtKey::parse_public_pems(pem)?,
+            None => Vec::new(),
+        };
+        if let Some((_, issuer)) = &issuer {
+            keys.push(issuer.verification_key());
+        }
+        let mut jwt = JwtAuthorizer::new(keys)?;
+        if let Some(audience) = &settings.audience {
+            jwt = jwt.with_audience(audience)?;
+        }
+        if let Some(iss) = &settings.issuer {
+            jwt = jwt.with_issuer(iss)?;
+        }
+        multi = multi.with_jwt(jwt);
+    }
+    if let Some(sigs) = &methods.sigs {
+        multi = multi.with_sigs(SigsAuthorizer::new(sigs.max_clock_skew));
+    }
+    tracing::info!(methods = ?multi.methods(), "authentication on");
+    Ok((Arc::new(multi), issuer))
+}
+
+/// Starts the configured server and serves until `shutdown` completes.
+pub async fn run<S: Future>(config: Config, shutdown: S) -> Result<ServeOutcome, ServerError> {
+    Server::start(config).await?.serve(shutdown).await
+}

@@ -1,0 +1,101 @@
+//! Starting vss-server in-process on a free loopback port.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vss_core::KvStore;
+use vss_http::ServeOutcome;
+use vss_server::{BackendConfig, Config, Server, ServerError};
+
+pub struct Running {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<ServeOutcome, ServerError>>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) -> ServeOutcome {
+        self.trigger_stop();
+        self.task.take().unwrap().await.unwrap().unwrap()
+    }
+
+    pub fn trigger_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn finished(mut self) -> Result<ServeOutcome, ServerError> {
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// A loopback config on port 0 with the given backend.
+pub fn config(backend: BackendConfig) -> Config {
+    Config {
+        bind_address: "127.0.0.1:0".parse().unwrap(),
+        backend,
+        ..Config::default()
+    }
+}
+
+/// The SQLite backend on a file under `dir` (the memory backend in builds without SQLite).
+pub fn sqlite(dir: &Path) -> BackendConfig {
+    if cfg!(feature = "sqlite") {
+        BackendConfig::Sqlite(vss_server::backend::SqliteSettings {
+            path: dir.join("vss.sqlite3"),
+            synchronous_full: false,
+        })
+    } else {
+        BackendConfig::Memory
+    }
+}
+
+async fn serve(server: Server) -> Running {
+    let url = server.url();
+    let addr = server.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        url,
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+pub async fn start(config: Config) -> Running {
+    serve(Server::start(config).await.unwrap()).await
+}
+
+pub async fn start_with_store(config: Config, store: Arc<dyn KvStore>) -> Running {
+    serve(Server::start_with_store(config, store).await.unwrap()).await
+}
+
+pub const PRIVATE_PEM: &str =
+    include_str!("../../../../crates/vss-http/tests/fixtures/rs256-private.pem");
+pub const PUBLIC_PEM: &str =
+    include_str!("../../../../crates/vss-http/tests/fixtures/rs256-public.pem");
+pub const RSA1024_PUBLIC_PEM: &str =
+    include_str!("../../../../crates/vss-http/tests/fixtures/rsa1024-public.pem");
+
+pub fn token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &serde_json::json!({ "sub": sub, "exp": exp }),
+        &key,
+    )
+    .unwrap()
+}

@@ -1,0 +1,194 @@
+//! The `vss-conformance` binary against live servers: a correct one passes,
+//! a broken one fails, and the last line is the plain summary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::HeaderMap;
+use vss_core::proto::*;
+use vss_core::{KvStore, MemoryStore, UserToken, VssError};
+use vss_http::{serve, Authorizer, HttpConfig, NoopAuthorizer, ServeOptions, VssService};
+
+async fn server(
+    store: Arc<dyn KvStore>,
+    authorizer: Arc<dyn Authorizer>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = VssService::new(store, authorizer, HttpConfig::default());
+    tokio::spawn(serve(listener, service, stopped, ServeOptions::default()));
+    (addr, stop)
+}
+
+async fn run(args: &[&str]) -> (Option<i32>, String) {
+    let (code, stdout, _) = run_full(args).await;
+    (code, stdout)
+}
+
+async fn run_full(args: &[&str]) -> (Option<i32>, String, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vss-conformance"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("vss-conformance hung")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn summary(stdout: &str) -> (usize, usize) {
+    let last = stdout.lines().last().unwrap();
+    let mut words = last.split(", ");
+    let passed = words
+        .next()
+        .unwrap()
+        .strip_suffix(" passed")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let failed = words
+        .next()
+        .unwrap()
+        .strip_suffix(" failed")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (passed, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_server_passes() {
+    let (addr, _stop) = server(
+        Arc::new(MemoryStore::new()),
+        Arc::new(NoopAuthorizer::default()),
+    )
+    .await;
+    let (code, stdout) = run(&["--base-url", &format!("http://{addr}/vss")]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    let (passed, failed) = summary(&stdout);
+    assert!(passed > 40, "{stdout}");
+    assert_eq!(failed, 0);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("PASS ")).count(),
+        passed
+    );
+}
+
+/// Loses every write's value: a store a wallet must never trust.
+struct ForgetfulStore(MemoryStore);
+
+#[async_trait]
+impl KvStore for ForgetfulStore {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        self.0.get(user, req).await
+    }
+    async fn put(
+        &self,
+        user: &UserToken,
+        mut req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        for item in &mut req.transaction_items {
+            item.value = bytes::Bytes::new();
+        }
+        self.0.put(user, req).await
+    }
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        self.0.delete(user, req).await
+    }
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        self.0.list_key_versions(user, req).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_server_fails() {
+    let (addr, _stop) = server(
+        Arc::new(ForgetfulStore(MemoryStore::new())),
+        Arc::new(NoopAuthorizer::default()),
+    )
+    .await;
+    let (code, stdout) = run(&["--base-url", &format!("http://{addr}/vss")]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    let (_, failed) = summary(&stdout);
+    assert!(failed > 0, "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("FAIL ")), "{stdout}");
+}
+
+/// Requires `X-Test-Key: sesame`, so only a client sending the header passes.
+struct HeaderAuthorizer;
+
+#[async_trait]
+impl Authorizer for HeaderAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
+        match headers.get("x-test-key") {
+            Some(v) if v == "sesame" => UserToken::new("header-user"),
+            _ => Err(VssError::Auth("no key".into())),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_sent_with_every_request() {
+    let (addr, _stop) = server(Arc::new(MemoryStore::new()), Arc::new(HeaderAuthorizer)).await;
+    let url = format!("http://{addr}/vss");
+    let (code, stdout) = run(&["--base-url", &url, "--header", "X-Test-Key: sesame"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    let (code, stdout) = run(&["--base-url", &url]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("AUTH") || stdout.contains("authentication"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_invalid_url_is_reported() {
+    let (code, _, stderr) = run_full(&["--base-url", "ftp://127.0.0.1/vss"]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("must start with http:// or https://"),
+        "{stderr}"
+    );
+    // https to a server that speaks plain HTTP: the TLS handshake fails, every test fails.
+    let (addr, _stop) = server(
+        Arc::new(MemoryStore::new()),
+        Arc::new(NoopAuthorizer::default()),
+    )
+    .await;
+    let (code, stdout) = run(&["--base-url", &format!("https://{addr}/vss")]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(summary(&stdout).0, 0, "{stdout}");
+    // Nothing listens on a port that was just freed: every test fails, none passes.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (code, stdout) = run(&["--base-url", &format!("http://127.0.0.1:{port}/vss")]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(summary(&stdout).0, 0);
+}

@@ -1,0 +1,34 @@
+//! # vss-auth: who may read and write which data
+//!
+//! Authorizers for [`vss_http::VssService`], compatible with `vss-client-ng`'s
+//! header providers:
+//!
+//! - [`SigsAuthorizer`]: `SigsAuthProvider`'s signature header (proof of a
+//!   secp256k1 key; the user is the public key).
+//! - [`JwtAuthorizer`] (from `vss-http`, re-exported): `Bearer` JWTs, RS256,
+//!   ES256 or EdDSA, several keys for rotation.
+//! - [`MultiAuthorizer`]: both at once, picked by the header's form.
+//! - [`LnurlAuthIssuer`]: an LNURL-auth login that issues JWTs
+//!   (`LnurlAuthToJwtProvider`), served on an extra path of the same service
+//!   ([`vss_http::VssService::with_endpoint`]); add its
+//!   [`verification_key`](LnurlAuthIssuer::verification_key) to the JWT authorizer.
+//!
+//! Time limits read a [`Clock`], so tests move time instead of sleeping.
+//!
+//! Configuration and client set-up: see README.md.
+
+#![warn(missing_docs)]
+
+mod clock;
+mod lnurl;
+mod multi;
+mod sigs;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use lnurl::{
+    LnurlAuthConfig, LnurlAuthIssuer, LoginError, DEFAULT_CHALLENGE_TTL, DEFAULT_LNURL_AUTH_PATH,
+    DEFAULT_MAX_CHALLENGES, DEFAULT_TOKEN_TTL, LNURL_AUTH_KID,
+};
+pub use multi::{HeaderForm, MultiAuthorizer};
+pub use sigs::{SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};
+pub use vss_http::{JwtAuthorizer, JwtConfigError, JwtKey};

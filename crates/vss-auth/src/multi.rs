@@ -1,0 +1,107 @@
+//! Several authentication methods at once, chosen by the header's form.
+
+use async_trait::async_trait;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use vss_core::{UserToken, VssError};
+use vss_http::{Authorizer, JwtAuthorizer};
+
+use crate::sigs::SIGNED_PREFIX_HEX;
+use crate::SigsAuthorizer;
+
+/// The form of an `Authorization` header, which picks the method that checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderForm {
+    /// No `Authorization` header.
+    Missing,
+    /// `Bearer <token>`: JWT.
+    Bearer,
+    /// At least 194 hex characters: a signature header.
+    Signature,
+    /// Anything else.
+    Unknown,
+}
+
+impl HeaderForm {
+    /// The form of the request's `Authorization` header.
+    pub fn of(headers: &HeaderMap) -> HeaderForm {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return HeaderForm::Missing;
+        };
+        let value = value.as_bytes();
+        let is_bearer = value
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "));
+        if is_bearer {
+            HeaderForm::Bearer
+        } else if value.len() > SIGNED_PREFIX_HEX
+            && value[..SIGNED_PREFIX_HEX].iter().all(u8::is_ascii_hexdigit)
+        {
+            HeaderForm::Signature
+        } else {
+            HeaderForm::Unknown
+        }
+    }
+}
+
+/// JWT and signature auth side by side: a `Bearer` header goes to the JWT
+/// authorizer, a signature header to the signature authorizer; a header of a
+/// method that is not enabled, or of no known form, is refused (401).
+#[derive(Debug, Clone, Default)]
+pub struct MultiAuthorizer {
+    jwt: Option<JwtAuthorizer>,
+    sigs: Option<SigsAuthorizer>,
+}
+
+impl MultiAuthorizer {
+    /// No method enabled yet: every request is refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts JWT bearer tokens.
+    pub fn with_jwt(mut self, jwt: JwtAuthorizer) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// Accepts signature headers.
+    pub fn with_sigs(mut self, sigs: SigsAuthorizer) -> Self {
+        self.sigs = Some(sigs);
+        self
+    }
+
+    /// Names of the enabled methods, for logs.
+    pub fn methods(&self) -> Vec<&'static str> {
+        let mut methods = Vec::new();
+        if self.jwt.is_some() {
+            methods.push("jwt");
+        }
+        if self.sigs.is_some() {
+            methods.push("sigs");
+        }
+        methods
+    }
+}
+
+#[async_trait]
+impl Authorizer for MultiAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
+        match (HeaderForm::of(headers), &self.jwt, &self.sigs) {
+            (HeaderForm::Missing, _, _) => {
+                Err(VssError::Auth("missing Authorization header".into()))
+            }
+            (HeaderForm::Bearer, Some(jwt), _) => jwt.authorize(headers).await,
+            (HeaderForm::Signature, _, Some(sigs)) => sigs.authorize(headers).await,
+            (HeaderForm::Bearer, None, _) => Err(VssError::Auth(
+                "JWT authentication is not enabled on this server".into(),
+            )),
+            (HeaderForm::Signature, _, None) => Err(VssError::Auth(
+                "signature authentication is not enabled on this server".into(),
+            )),
+            (HeaderForm::Unknown, _, _) => Err(VssError::Auth(
+                "Authorization header is neither `Bearer <jwt>` nor a signature".into(),
+            )),
+        }
+    }
+}

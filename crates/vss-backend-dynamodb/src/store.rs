@@ -1,0 +1,421 @@
+//! `DynamoDbStore`: connecting, reads, deletes, listings and maintenance.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use bytes::Bytes;
+use vss_core::page::PageToken;
+use vss_core::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use vss_core::validate::{self, GetTarget, ListedKey};
+use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+
+use crate::chunks::ChunkSet;
+use crate::expr::{get_bin, get_num, get_str, Placeholders};
+use crate::layout::{
+    key_of_record, partition_key, record_sort_key, BY_SEQ_INDEX, GLOBAL_VERSION, METADATA_SK, PK,
+    RECORD_PREFIX, SEQ, SK, VALUE, VERSION,
+};
+use crate::retry::Backoff;
+use crate::{DynamoDbConfig, DynamoDbError};
+
+/// Most items one put may hold: a transaction has at most 100 actions, and
+/// one of them is the store's metadata.
+pub const MAX_ITEMS_PER_PUT: usize = 99;
+/// Largest value stored inside its record; larger ones are chunked. Keeps a
+/// record (value, keys and attributes) below DynamoDB's 400 KB item limit.
+pub const INLINE_VALUE_LIMIT: usize = 350 * 1024;
+/// Most bytes of values one put stores inline; further values are chunked, so a
+/// transaction always stays below DynamoDB's 4 MB limit.
+pub const INLINE_BUDGET_PER_PUT: usize = 3 * 1024 * 1024;
+/// Bytes per chunk of a chunked value.
+pub const CHUNK_SIZE: usize = 350 * 1024;
+/// A put that has written chunks does not start a transaction after this long,
+/// so orphan cleanup with an older age limit never removes chunks a put is
+/// about to commit.
+pub const PUT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Reads of a chunked value retried when it was replaced under the reader.
+const READ_ATTEMPTS: u32 = 16;
+
+/// A VSS store on one DynamoDB table; cheap to share (`Arc`) across tasks.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    pub(crate) chunk_concurrency: usize,
+}
+
+/// What an orphan-chunk cleanup did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Partitions (stores) examined.
+    pub partitions: usize,
+    /// Orphaned chunk sets (values) removed.
+    pub chunk_sets_deleted: usize,
+    /// Chunk items removed.
+    pub chunks_deleted: usize,
+}
+
+impl DynamoDbStore {
+    /// Connects to the table of `config`, creating it if it is missing and
+    /// `config.create_table` is set, and checks its schema.
+    pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, DynamoDbError> {
+        if config.table.is_empty() {
+            return Err(DynamoDbError::Config("the table name is empty".into()));
+        }
+        if config.chunk_concurrency == 0 || config.max_attempts == 0 {
+            return Err(DynamoDbError::Config(
+                "chunk_concurrency and max_attempts must be at least 1".into(),
+            ));
+        }
+        // hyper + rustls with ring, like the rest of the workspace.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(config.attempt_timeout)
+                    .build(),
+            );
+        if let Some(region) = config.region.clone() {
+            loader = loader.region(Region::new(region));
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(credentials) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                &credentials.access_key_id,
+                &credentials.secret_access_key,
+                None,
+                None,
+                "vss-config",
+            ));
+        }
+        let sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            return Err(DynamoDbError::Config(
+                "no AWS region: set `region` or AWS_REGION".into(),
+            ));
+        }
+        let client = Client::new(&sdk_config);
+        crate::schema::ensure_table(&client, &config.table, config.create_table).await?;
+        Ok(DynamoDbStore {
+            client,
+            table: config.table,
+            chunk_concurrency: config.chunk_concurrency,
+        })
+    }
+
+    /// The DynamoDB client (for tooling and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Removes chunks of one store that no record points to and that were
+    /// written more than `min_age` ago (see the crate docs; one hour is safe).
+    pub async fn cleanup_orphan_chunks(
+        &self,
+        user: &UserToken,
+        store_id: &str,
+        min_age: Duration,
+    ) -> Result<CleanupReport, DynamoDbError> {
+        self.cleanup_partition(&partition_key(user, store_id), min_age)
+            .await
+    }
+
+    /// [`DynamoDbStore::cleanup_orphan_chunks`] for every store of the table:
+    /// scans the whole table for chunks first, so run it rarely (e.g. daily).
+    pub async fn cleanup_all_orphan_chunks(
+        &self,
+        min_age: Duration,
+    ) -> Result<CleanupReport, DynamoDbError> {
+        let mut total = CleanupReport::default();
+        for pk in self.partitions_with_chunks().await? {
+            let report = self.cleanup_partition(&pk, min_age).await?;
+            total.partitions += report.partitions;
+            total.chunk_sets_deleted += report.chunk_sets_deleted;
+            total.chunks_deleted += report.chunks_deleted;
+        }
+        Ok(total)
+    }
+
+    pub(crate) fn item_key(pk: &str, sk: String) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (PK.to_string(), AttributeValue::S(pk.to_string())),
+            (SK.to_string(), AttributeValue::S(sk)),
+        ])
+    }
+
+    /// The store's global version (0 when never written), strongly consistent.
+    async fn global_version(&self, pk: &str) -> Result<i64, VssError> {
+        let mut p = Placeholders::default();
+        let projection = p.name(GLOBAL_VERSION);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(pk, METADATA_SK.to_string())))
+            .consistent_read(true)
+            .projection_expression(projection)
+            .set_expression_attribute_names(p.names())
+            .send()
+            .await
+            .map_err(|e| internal("GetItem of store metadata", e))?;
+        match out.item() {
+            None => Ok(0),
+            Some(item) => Ok(get_num(item, GLOBAL_VERSION)
+                .map_err(VssError::internal)?
+                .unwrap_or(0)),
+        }
+    }
+
+    /// Reads one record with its whole value.
+    async fn get_record(&self, pk: &str, key: &str) -> Result<Option<(i64, Bytes)>, VssError> {
+        let mut backoff = Backoff::new(READ_ATTEMPTS);
+        loop {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::item_key(pk, record_sort_key(key))))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| internal("GetItem of a record", e))?;
+            let Some(item) = out.item() else {
+                return Ok(None);
+            };
+            let version = get_num::<i64>(item, VERSION)
+                .map_err(VssError::internal)?
+                .ok_or_else(|| VssError::internal("record without a version"))?;
+            let chunks = ChunkSet::of_record(item).map_err(VssError::internal)?;
+            let Some(chunks) = chunks else {
+                let value = get_bin(item, VALUE).map_err(VssError::internal)?;
+                return Ok(Some((
+                    version,
+                    Bytes::copy_from_slice(value.unwrap_or_default()),
+                )));
+            };
+            if let Some(value) = self.read_chunks(pk, &chunks).await? {
+                return Ok(Some((version, value)));
+            }
+            // Replaced and cleaned up while we read it: read the new record.
+            if !backoff.next_attempt() {
+                return Err(VssError::internal(format!(
+                    "value kept changing while being read ({} attempts)",
+                    backoff.attempts()
+                )));
+            }
+            backoff.wait().await;
+        }
+    }
+}
+
+/// A DynamoDB failure as an internal error (logged by the server, never sent).
+pub(crate) fn internal<E>(what: &str, err: E) -> VssError
+where
+    E: std::error::Error,
+{
+    VssError::internal(format!("DynamoDB {what}: {}", DisplayErrorContext(err)))
+}
+
+#[async_trait]
+impl KvStore for DynamoDbStore {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        let target = validate::get(&req)?;
+        let pk = partition_key(user, &req.store_id);
+        let value = match target {
+            GetTarget::GlobalVersion => {
+                validate::global_version_key_value(self.global_version(&pk).await?)
+            }
+            GetTarget::Key(key) => match self.get_record(&pk, &key).await? {
+                Some((version, value)) => KeyValue {
+                    key,
+                    version,
+                    value,
+                },
+                None => return Err(VssError::NoSuchKey(format!("key `{key}` does not exist"))),
+            },
+        };
+        Ok(GetObjectResponse { value: Some(value) })
+    }
+
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let plan = validate::put(req, &self.limits())?;
+        self.apply_put(user, plan).await?;
+        Ok(PutObjectResponse {})
+    }
+
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        let plan = validate::delete(req)?;
+        let pk = partition_key(user, &plan.store_id);
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(&pk, record_sort_key(&plan.key))))
+            // The deleted record names the chunks to remove: no read, no race.
+            .return_values(ReturnValue::AllOld);
+        if let Some(version) = plan.version {
+            let mut p = Placeholders::default();
+            let condition = format!("{} = {}", p.name(VERSION), p.number(version));
+            request = request
+                .condition_expression(condition)
+                .set_expression_attribute_names(p.names())
+                .set_expression_attribute_values(p.values());
+        }
+        match request.send().await {
+            Ok(out) => {
+                let chunks = out
+                    .attributes()
+                    .map(ChunkSet::of_record)
+                    .transpose()
+                    .map_err(VssError::internal)?
+                    .flatten();
+                if let Some(chunks) = chunks {
+                    self.delete_chunks(&pk, &chunks).await;
+                }
+                Ok(DeleteObjectResponse {})
+            }
+            Err(err) => match err.into_service_error() {
+                // Missing, or another version: deleteObject succeeds and changes nothing.
+                DeleteItemError::ConditionalCheckFailedException(_) => Ok(DeleteObjectResponse {}),
+                other => Err(internal("DeleteItem", other)),
+            },
+        }
+    }
+
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        let plan = validate::list(user, req, &self.limits())?;
+        let pk = partition_key(user, &plan.store_id);
+        // Read before the keys, as the contract asks; only the first page carries it.
+        let global_version = if plan.first_page {
+            self.global_version(&pk).await?
+        } else {
+            0
+        };
+        if plan.limit == 0 {
+            return Ok(plan.respond(Vec::new(), global_version));
+        }
+
+        let mut p = Placeholders::default();
+        let mut condition = format!("{} = {}", p.name(PK), p.string(&pk));
+        if let Some(before) = plan.before_sequence {
+            condition.push_str(&format!(" AND {} < {}", p.name(SEQ), p.number(before)));
+        }
+        let projection = [SK, SEQ, VERSION].map(|a| p.name(a)).join(", ");
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_SEQ_INDEX)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(i32::try_from(plan.fetch_limit()).unwrap_or(i32::MAX))
+            .key_condition_expression(condition)
+            .projection_expression(projection);
+        if !plan.prefix.is_empty() {
+            // begins_with compares bytes literally: no wildcard in any character.
+            let filter = format!(
+                "begins_with({}, {})",
+                p.name(SK),
+                p.string(&format!("{RECORD_PREFIX}{}", plan.prefix))
+            );
+            query = query.filter_expression(filter);
+        }
+        let out = query
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .send()
+            .await
+            .map_err(|e| internal("Query", e))?;
+
+        let mut rows = Vec::with_capacity(out.items().len());
+        for item in out.items() {
+            let sk = get_str(item, SK).map_err(VssError::internal)?;
+            let Some(key) = sk.and_then(key_of_record) else {
+                return Err(VssError::internal("listing index holds a non-record item"));
+            };
+            let version = get_num(item, VERSION).map_err(VssError::internal)?;
+            let sequence = get_num(item, SEQ).map_err(VssError::internal)?;
+            let (Some(version), Some(sequence)) = (version, sequence) else {
+                return Err(VssError::internal(
+                    "listed record lacks version or sequence",
+                ));
+            };
+            rows.push(ListedKey {
+                key: key.to_string(),
+                version,
+                sequence,
+            });
+        }
+        let last_evaluated = match out.last_evaluated_key() {
+            Some(key) => Some(
+                get_num::<i64>(key, SEQ)
+                    .map_err(VssError::internal)?
+                    .ok_or_else(|| VssError::internal("query resume key lacks the sequence"))?,
+            ),
+            None => None,
+        };
+        let page_is_full = rows.len() > plan.limit;
+        let mut response = plan.respond_with(rows, last_evaluated.is_some(), global_version);
+        if let (false, Some(sequence)) = (page_is_full, last_evaluated) {
+            // The filter dropped rows or the query stopped early: go on after the
+            // last item the query looked at, not only after the last row kept,
+            // so a page of filtered-out items still moves the listing forward.
+            response.next_page_token = Some(
+                PageToken {
+                    before_sequence: sequence,
+                }
+                .encode(user, &plan.store_id, &plan.prefix),
+            );
+        }
+        Ok(response)
+    }
+
+    fn limits(&self) -> StoreLimits {
+        StoreLimits {
+            max_items_per_put: MAX_ITEMS_PER_PUT,
+            ..StoreLimits::default()
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! # vss-backend-postgres: VSS in PostgreSQL
+//!
+//! A [`vss_core::KvStore`] on [`tokio-postgres`](tokio_postgres), with a
+//! [`deadpool-postgres`](deadpool_postgres) connection pool, TLS by rustls,
+//! versioned migrations, and one database round trip per request.
+//!
+//! ```no_run
+//! use vss_backend_postgres::{PostgresConfig, PostgresStore};
+//! use vss_core::KvStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PostgresConfig::from_url("postgres://vss:secret@localhost:5432/vss")?;
+//! let store = PostgresStore::connect(config).await?;
+//! // ... serve requests with `store` ...
+//! store.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Configuration
+//!
+//! [`PostgresConfig`] has the reference server's settings as fields: `username`,
+//! `password`, `address` (`host:port`), `default_database` (connected to when the
+//! VSS database must be created), `database` (the VSS database) and
+//! `create_database`. [`PostgresConfig::from_url`] reads a libpq-style URL instead.
+//! Pool and network settings (`max_connections`, `connect_timeout`, `wait_timeout`,
+//! `statement_timeout`, `keepalive_idle`) have defaults that suit a server.
+//!
+//! ## TLS
+//!
+//! [`PostgresConfig::tls`] is [`TlsMode::Disable`], [`TlsMode::Prefer`] or
+//! [`TlsMode::Require`] (`sslmode=disable|prefer|require|verify-ca|verify-full`
+//! in a URL). TLS uses rustls with the `ring` provider and always verifies the
+//! server's certificate and name: against the PEM file [`PostgresConfig::ca_file`]
+//! (`sslrootcert=` in a URL) when set, else against the Mozilla roots. Unlike
+//! libpq's `prefer`, a server whose certificate does not verify is refused rather
+//! than used without verification.
+//!
+//! ## Schema
+//!
+//! All identifiers and keys are `bytea`: compared byte by byte (no collation
+//! surprises), able to hold any UTF-8 string, and a key prefix is a byte range.
+//!
+//! - `vss_objects (user_token, store_id, key, version, sequence, value)`, primary
+//!   key `(user_token, store_id, key)`: gets, conditional writes and deletes are
+//!   single-row index operations.
+//! - Index `vss_objects_listing (user_token, store_id, sequence DESC) INCLUDE (key, version)`:
+//!   a listing page is a bounded, index-only range scan, newest first.
+//! - `sequence`: the creation order, strictly increasing per store. A put that
+//!   creates keys takes one value `n` of the global sequence `vss_creation_seq` and
+//!   gives its items `n * 1024 + index in the request`, so keys created together are
+//!   ordered as the request lists them. Updates and overwrites keep a key's sequence;
+//!   a delete and re-create gives it a new one.
+//! - `vss_stores (user_token, store_id, global_version)`: the global version, a row
+//!   created by the first put that sets it (no row means 0). Puts with a global
+//!   version serialise on that row.
+//! - A prefix is matched literally as the byte range `[prefix, successor(prefix))`:
+//!   `%`, `_` and `\` are ordinary bytes.
+//!
+//! ## Concurrency
+//!
+//! Requests run in READ COMMITTED. Every condition is checked by the statement that
+//! writes: `INSERT ... ON CONFLICT DO NOTHING` for a create (a concurrent create of
+//! the same key waits, then finds the key: exactly one winner, the other gets
+//! CONFLICT, never a unique violation), `UPDATE ... WHERE version = $v` for an update
+//! (re-checked on the newest row after waiting for a concurrent writer),
+//! `DELETE ... WHERE version = $v` for deletes, and
+//! `INSERT ... ON CONFLICT DO UPDATE ... WHERE global_version = $v` for the global
+//! version. A failed condition raises SQLSTATE `VS409` inside the statement, which
+//! aborts the transaction: nothing of the put is committed. Row locks are held to
+//! commit and taken in one order (global version, then keys in byte order), so
+//! puts cannot deadlock one another.
+//!
+//! ## Migrations
+//!
+//! [`PostgresStore::connect`] applies pending migrations in one transaction that
+//! first takes `pg_advisory_xact_lock`: servers starting together apply each
+//! migration once (the others wait, then find nothing to do). Applied versions are
+//! rows of [`MIGRATIONS_TABLE`]. A database whose schema is newer than
+//! [`SCHEMA_VERSION`] is refused with [`PostgresError::SchemaTooNew`].
+//!
+//! ## Round trips per operation
+//!
+//! Statements are prepared once per pooled connection (deadpool's statement cache);
+//! a checkout costs nothing (the pool only drops connections that report closed).
+//! With prepared statements:
+//!
+//! | operation | round trips | what is sent |
+//! | --- | --- | --- |
+//! | `getObject` (a key or the global version) | 1 | one `SELECT` by primary key |
+//! | `putObjects` with one item, or only a global version | 1 | one statement in autocommit; `version = -1` (ldk-node's only write) is one `INSERT ... ON CONFLICT DO UPDATE` |
+//! | `putObjects` with more | 1 | `BEGIN`, every statement and `COMMIT`, pipelined |
+//! | `putObjects` with no item and no global version | 0 | nothing |
+//! | `deleteObject` | 1 | one `DELETE` |
+//! | `listKeyVersions`, any page | 1 | one `SELECT` (the first page reads the global version in it) |
+//!
+//! A connection's first use of a statement adds one round trip (the missing
+//! statements are prepared together). The `round_trips` test counts these numbers
+//! on the wire through a proxy.
+//!
+//! ## Failures
+//!
+//! Every database or pool failure is [`vss_core::VssError::Internal`] (clients
+//! retry it); only `VS409` becomes CONFLICT, and only a missing row of a get
+//! becomes NO_SUCH_KEY. When PostgreSQL restarts, connections it closed are
+//! dropped by the pool and new ones are opened on demand; connections to a host
+//! that vanished are found dead by TCP keepalives and `TCP_USER_TIMEOUT`.
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod migrations;
+mod sql;
+mod store;
+
+pub use config::{PostgresConfig, TlsMode};
+pub use error::PostgresError;
+pub use migrations::{MIGRATIONS_TABLE, SCHEMA_VERSION};
+pub use store::PostgresStore;

@@ -1,0 +1,621 @@
+//! `PostgresStore`: the `KvStore` over a pool of PostgreSQL connections.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures::future::{self, MaybeDone};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
+use vss_core::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, PutPlan, WriteCondition};
+use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+
+use crate::sql;
+use crate::{migrations, PostgresConfig, PostgresError};
+
+/// A VSS store in PostgreSQL.
+///
+/// Cheap to share behind an `Arc`; every request borrows one pooled connection.
+/// See the crate documentation for the schema and the round trips of each call.
+pub struct PostgresStore {
+    pool: Pool,
+    limits: StoreLimits,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects: creates the database if asked and missing, opens the pool,
+    /// and brings the schema up to date (see the crate documentation on migrations).
+    ///
+    /// Fails when the database cannot be reached, or when its schema is newer than
+    /// this binary ([`PostgresError::SchemaTooNew`]).
+    pub async fn connect(config: PostgresConfig) -> Result<Self, PostgresError> {
+        let tls = config.tls_connector()?;
+        if config.create_database {
+            create_database_if_missing(&config, tls.clone()).await?;
+        }
+        let manager = Manager::from_config(
+            config.pg_config(&config.database)?,
+            tls,
+            // A connection the server closed (restart, failover, idle kill) reports
+            // `is_closed` and is dropped on checkout, at no round trip.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| PostgresError::Pool(e.to_string()))?;
+        let mut client = pool.get().await?;
+        let applied = migrations::migrate(&mut client).await?;
+        drop(client);
+        tracing::info!(
+            address = %config.address,
+            database = %config.database,
+            applied_migrations = ?applied,
+            schema_version = migrations::SCHEMA_VERSION,
+            "connected to PostgreSQL"
+        );
+        Ok(PostgresStore {
+            pool,
+            limits: StoreLimits::default(),
+        })
+    }
+
+    async fn client(&self) -> Result<Object, VssError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| VssError::internal(format!("PostgreSQL connection pool: {e}")))
+    }
+}
+
+/// Every database failure is an internal error (retried by clients); its cause is only logged.
+fn internal(err: tokio_postgres::Error) -> VssError {
+    match err.as_db_error() {
+        Some(db) => VssError::internal(format!(
+            "PostgreSQL error {}: {}",
+            db.code().code(),
+            db.message()
+        )),
+        None => VssError::internal(format!("PostgreSQL: {err}")),
+    }
+}
+
+fn is_condition_failure(err: &tokio_postgres::Error) -> bool {
+    err.code().map(SqlState::code) == Some(sql::CONDITION_FAILED)
+}
+
+/// Prepares each statement once per connection (a cache hit costs nothing); the
+/// misses are prepared concurrently, so in one round trip.
+async fn prepare_all(
+    client: &Object,
+    sqls: &[&'static str],
+) -> Result<HashMap<&'static str, Statement>, VssError> {
+    let mut distinct: Vec<&'static str> = sqls.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let statements = future::try_join_all(distinct.iter().map(|text| client.prepare_cached(text)))
+        .await
+        .map_err(internal)?;
+    Ok(distinct.into_iter().zip(statements).collect())
+}
+
+async fn prepare(client: &Object, text: &str) -> Result<Statement, VssError> {
+    client.prepare_cached(text).await.map_err(internal)
+}
+
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+type PgFuture<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
+
+/// One statement of a put, and the CONFLICT to answer if its condition fails.
+struct PutStatement<'a> {
+    sql: &'static str,
+    params: Vec<Param<'a>>,
+    conflict: Option<VssError>,
+}
+
+/// The statements of a put, in the order they must run: the global version first,
+/// then items sorted by key, so that concurrent puts lock rows in one order and
+/// cannot deadlock. Creation order still follows the request: items are numbered
+/// by their index in it.
+fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<PutStatement<'a>> {
+    let store: &'a [u8] = plan.store_id.as_bytes();
+    let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 2);
+    if let Some(expected) = plan.global_version {
+        statements.push(PutStatement {
+            sql: sql::BUMP_GLOBAL_VERSION,
+            params: vec![Box::new(user), Box::new(store), Box::new(expected)],
+            conflict: Some(VssError::Conflict(format!(
+                "global version mismatch: the store's global version is not {expected}"
+            ))),
+        });
+    }
+    let creates = plan
+        .writes
+        .iter()
+        .any(|w| !matches!(w.condition, WriteCondition::VersionIs(_)));
+    if creates && !alone {
+        statements.push(PutStatement {
+            sql: sql::NEXT_SEQUENCE,
+            params: Vec::new(),
+            conflict: None,
+        });
+    }
+    let mut items: Vec<(&'a str, PutStatement<'a>)> = Vec::new();
+    for (index, write) in plan.writes.iter().enumerate() {
+        let key: &'a [u8] = write.key.as_bytes();
+        let value: &'a [u8] = &write.value;
+        let index = index as i64;
+        let statement = match write.condition {
+            WriteCondition::Any if alone => PutStatement {
+                sql: sql::UPSERT_ALONE,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(value),
+                ],
+                conflict: None,
+            },
+            WriteCondition::Any => PutStatement {
+                sql: sql::UPSERT_IN_PUT,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(value),
+                    Box::new(index),
+                ],
+                conflict: None,
+            },
+            WriteCondition::MustNotExist if alone => PutStatement {
+                sql: sql::CREATE_ALONE,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(value),
+                ],
+                conflict: Some(validate::write_conflict(&write.key)),
+            },
+            WriteCondition::MustNotExist => PutStatement {
+                sql: sql::CREATE_IN_PUT,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(value),
+                    Box::new(index),
+                ],
+                conflict: Some(validate::write_conflict(&write.key)),
+            },
+            WriteCondition::VersionIs(version) => PutStatement {
+                sql: sql::UPDATE,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(version),
+                    Box::new(value),
+                ],
+                conflict: Some(validate::write_conflict(&write.key)),
+            },
+        };
+        items.push((&write.key, statement));
+    }
+    for delete in &plan.deletes {
+        let key: &'a [u8] = delete.key.as_bytes();
+        let statement = match delete.condition {
+            DeleteCondition::VersionIs(version) => PutStatement {
+                sql: sql::DELETE_VERSION_IN_PUT,
+                params: vec![
+                    Box::new(user),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(version),
+                ],
+                conflict: Some(validate::delete_conflict(&delete.key)),
+            },
+            DeleteCondition::Exists => PutStatement {
+                sql: sql::DELETE_EXISTING_IN_PUT,
+                params: vec![Box::new(user), Box::new(store), Box::new(key)],
+                conflict: Some(validate::delete_conflict(&delete.key)),
+            },
+        };
+        items.push((&delete.key, statement));
+    }
+    // Keys are distinct (validated), so this order is total. Byte order, like the index.
+    items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    statements.extend(items.into_iter().map(|(_, s)| s));
+    statements
+}
+
+/// Runs futures concurrently, polling each for the first time in the given order.
+///
+/// tokio-postgres sends a request when its future is first polled and pipelines
+/// everything queued on a connection, so this sends all statements at once, in
+/// order (BEGIN first, COMMIT last), and then waits for all the answers.
+async fn run_in_order(
+    futures: Vec<PgFuture<'_>>,
+) -> Vec<Option<Result<(), tokio_postgres::Error>>> {
+    let mut slots: Vec<MaybeDone<PgFuture<'_>>> =
+        futures.into_iter().map(future::maybe_done).collect();
+    future::poll_fn(|cx| {
+        let mut all_done = true;
+        for slot in slots.iter_mut() {
+            if Pin::new(slot).poll(cx).is_pending() {
+                all_done = false;
+            }
+        }
+        if all_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    slots
+        .iter_mut()
+        .map(|slot| Pin::new(slot).take_output())
+        .collect()
+}
+
+fn decode_key(bytes: Vec<u8>) -> Result<String, VssError> {
+    String::from_utf8(bytes).map_err(|_| VssError::internal("a stored key is not UTF-8"))
+}
+
+#[async_trait]
+impl KvStore for PostgresStore {
+    /// One round trip: a single-row primary-key lookup.
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        let target = validate::get(&req)?;
+        let client = self.client().await?;
+        let user_bytes = user.as_str().as_bytes();
+        let store = req.store_id.as_bytes();
+        let value = match target {
+            GetTarget::GlobalVersion => {
+                let statement = prepare(&client, sql::GET_GLOBAL_VERSION).await?;
+                let row = client
+                    .query_opt(&statement, &[&user_bytes, &store])
+                    .await
+                    .map_err(internal)?;
+                let version = match row {
+                    Some(row) => row.try_get::<_, i64>(0).map_err(internal)?,
+                    None => 0,
+                };
+                validate::global_version_key_value(version)
+            }
+            GetTarget::Key(key) => {
+                let statement = prepare(&client, sql::GET).await?;
+                let row = client
+                    .query_opt(&statement, &[&user_bytes, &store, &key.as_bytes()])
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| VssError::NoSuchKey(format!("key `{key}` does not exist")))?;
+                let version: i64 = row.try_get(0).map_err(internal)?;
+                let value: Vec<u8> = row.try_get(1).map_err(internal)?;
+                KeyValue {
+                    key,
+                    version,
+                    value: Bytes::from(value),
+                }
+            }
+        };
+        Ok(GetObjectResponse { value: Some(value) })
+    }
+
+    /// One round trip: a single statement when the put has one item (or only a
+    /// global version), else `BEGIN`, the statements and `COMMIT` pipelined.
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let plan = validate::put(req, &self.limits)?;
+        let count =
+            plan.writes.len() + plan.deletes.len() + usize::from(plan.global_version.is_some());
+        if count == 0 {
+            return Ok(PutObjectResponse {});
+        }
+        let alone = count == 1;
+        let user_bytes = user.as_str().as_bytes();
+        let statements = put_statements(user_bytes, &plan, alone);
+        let client = self.client().await?;
+        let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
+        let prepared = prepare_all(&client, &texts).await?;
+
+        let mut futures: Vec<PgFuture<'_>> = Vec::with_capacity(statements.len() + 2);
+        if !alone {
+            futures.push(Box::pin(client.batch_execute("BEGIN")));
+        }
+        for statement in &statements {
+            let prepared = prepared
+                .get(statement.sql)
+                .ok_or_else(|| VssError::internal("statement missing after preparation"))?;
+            let params = statement
+                .params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync));
+            let client = &client;
+            futures.push(Box::pin(async move {
+                client.execute_raw(prepared, params).await.map(|_| ())
+            }));
+        }
+        if !alone {
+            futures.push(Box::pin(client.batch_execute("COMMIT")));
+        }
+        let results = run_in_order(futures).await;
+
+        // The first failure decides; the statements after it only failed because the
+        // transaction was already aborted, and COMMIT then rolled back.
+        let offset = usize::from(!alone);
+        for (i, result) in results.into_iter().enumerate() {
+            let err = match result {
+                Some(Ok(())) => continue,
+                Some(Err(err)) => err,
+                None => return Err(VssError::internal("a pipelined statement did not finish")),
+            };
+            let conflict = i
+                .checked_sub(offset)
+                .and_then(|j| statements.get(j))
+                .and_then(|s| s.conflict.clone());
+            return match conflict {
+                Some(conflict) if is_condition_failure(&err) => Err(conflict),
+                _ => Err(internal(err)),
+            };
+        }
+        Ok(PutObjectResponse {})
+    }
+
+    /// One round trip: a single `DELETE`.
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        let plan = validate::delete(req)?;
+        let client = self.client().await?;
+        let user_bytes = user.as_str().as_bytes();
+        let store = plan.store_id.as_bytes();
+        let key = plan.key.as_bytes();
+        match plan.version {
+            None => {
+                let statement = prepare(&client, sql::DELETE_OBJECT).await?;
+                client
+                    .execute(&statement, &[&user_bytes, &store, &key])
+                    .await
+            }
+            Some(version) => {
+                let statement = prepare(&client, sql::DELETE_OBJECT_VERSION).await?;
+                client
+                    .execute(&statement, &[&user_bytes, &store, &key, &version])
+                    .await
+            }
+        }
+        .map_err(internal)?;
+        Ok(DeleteObjectResponse {})
+    }
+
+    /// One round trip per page; the first page reads the global version in the
+    /// same statement, so from the same snapshot, as its keys.
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        let plan = validate::list(user, req, &self.limits)?;
+        let client = self.client().await?;
+        let user_bytes = user.as_str().as_bytes();
+        let store = plan.store_id.as_bytes();
+        let limit = i64::try_from(plan.fetch_limit()).unwrap_or(i64::MAX);
+        let prefix = plan.prefix.as_bytes();
+        let range = if prefix.is_empty() {
+            None
+        } else {
+            Some((
+                prefix,
+                sql::prefix_successor(prefix)
+                    .ok_or_else(|| VssError::internal("a UTF-8 prefix has no successor"))?,
+            ))
+        };
+
+        let rows = match (plan.before_sequence, &range) {
+            (None, None) => {
+                let statement = prepare(&client, sql::LIST_FIRST).await?;
+                client
+                    .query(&statement, &[&user_bytes, &store, &limit])
+                    .await
+            }
+            (None, Some((start, end))) => {
+                let statement = prepare(&client, sql::LIST_FIRST_PREFIX).await?;
+                client
+                    .query(&statement, &[&user_bytes, &store, &limit, start, end])
+                    .await
+            }
+            (Some(before), None) => {
+                let statement = prepare(&client, sql::LIST_NEXT).await?;
+                client
+                    .query(&statement, &[&user_bytes, &store, &before, &limit])
+                    .await
+            }
+            (Some(before), Some((start, end))) => {
+                let statement = prepare(&client, sql::LIST_NEXT_PREFIX).await?;
+                client
+                    .query(
+                        &statement,
+                        &[&user_bytes, &store, &before, &limit, start, end],
+                    )
+                    .await
+            }
+        }
+        .map_err(internal)?;
+
+        // First-page rows carry the global version in front of the key columns.
+        let first = plan.before_sequence.is_none();
+        let skip = usize::from(first);
+        let mut global_version = 0;
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in rows {
+            if first {
+                global_version = row.try_get::<_, i64>(0).map_err(internal)?;
+            }
+            let key: Option<Vec<u8>> = row.try_get(skip).map_err(internal)?;
+            let Some(key) = key else {
+                continue; // the empty side of the first page's outer join
+            };
+            listed.push(ListedKey {
+                key: decode_key(key)?,
+                version: row.try_get(skip + 1).map_err(internal)?,
+                sequence: row.try_get(skip + 2).map_err(internal)?,
+            });
+        }
+        // The outer join does not promise the inner order; at most a page to sort.
+        listed.sort_unstable_by_key(|row| std::cmp::Reverse(row.sequence));
+        Ok(plan.respond(listed, global_version))
+    }
+
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    async fn close(&self) -> Result<(), VssError> {
+        self.pool.close();
+        Ok(())
+    }
+}
+
+/// Creates the VSS database from the default database when it does not exist.
+/// Servers starting together may race: losing the race is success.
+async fn create_database_if_missing(
+    config: &PostgresConfig,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<(), PostgresError> {
+    let (client, connection) = config
+        .pg_config(&config.default_database)?
+        .connect(tls)
+        .await?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("PostgreSQL admin connection ended: {e}");
+        }
+    });
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&config.database],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        let create = format!("CREATE DATABASE {}", quote_identifier(&config.database));
+        match client.batch_execute(&create).await {
+            Ok(()) => tracing::info!(database = %config.database, "created PostgreSQL database"),
+            Err(e)
+                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Quotes an SQL identifier (database names cannot be bound as parameters).
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_identifier("vss"), "\"vss\"");
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+    }
+
+    fn kv(key: &str, version: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            version,
+            value: Bytes::from_static(b"v"),
+        }
+    }
+
+    #[test]
+    fn put_statements_lock_in_key_order_and_number_by_request_order() {
+        let plan = validate::put(
+            PutObjectRequest {
+                store_id: "s".into(),
+                global_version: Some(3),
+                transaction_items: vec![kv("c", 0), kv("a", -1), kv("b", 2)],
+                delete_items: vec![kv("bb", -1)],
+            },
+            &StoreLimits::default(),
+        )
+        .unwrap();
+        let statements = put_statements(b"u", &plan, false);
+        let texts: Vec<&str> = statements.iter().map(|s| s.sql).collect();
+        assert_eq!(
+            texts,
+            [
+                sql::BUMP_GLOBAL_VERSION,
+                sql::NEXT_SEQUENCE,
+                sql::UPSERT_IN_PUT,          // a, request index 1
+                sql::UPDATE,                 // b
+                sql::DELETE_EXISTING_IN_PUT, // bb
+                sql::CREATE_IN_PUT,          // c, request index 0
+            ]
+        );
+        assert!(statements[2].conflict.is_none());
+        assert!(statements[5].conflict.is_some());
+    }
+
+    #[test]
+    fn a_single_item_put_is_one_statement() {
+        let plan = validate::put(
+            PutObjectRequest {
+                store_id: "s".into(),
+                global_version: None,
+                transaction_items: vec![kv("k", -1)],
+                delete_items: vec![],
+            },
+            &StoreLimits::default(),
+        )
+        .unwrap();
+        let texts: Vec<&str> = put_statements(b"u", &plan, true)
+            .iter()
+            .map(|s| s.sql)
+            .collect();
+        assert_eq!(texts, [sql::UPSERT_ALONE]);
+    }
+}

@@ -1,0 +1,540 @@
+//! [`RedisStore`]: the [`KvStore`] on Redis.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike, ClusterInterface, HashesInterface};
+use fred::types::config::{Config, ReconnectPolicy};
+use fred::types::scripts::Script;
+use fred::types::{Key, Value};
+use vss_core::page::PageToken;
+use vss_core::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, WriteCondition};
+use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+
+use crate::config::redact_url;
+use crate::durability;
+use crate::keys::{self, StoreKeys};
+use crate::{RedisConfig, RedisError};
+
+const PUT_LUA: &str = include_str!("lua/put.lua");
+const DELETE_LUA: &str = include_str!("lua/delete.lua");
+const LIST_LUA: &str = include_str!("lua/list.lua");
+
+/// A VSS store on Redis (or Valkey), 7.0 or newer.
+///
+/// Cheap to share behind an `Arc`; every request uses one pooled, multiplexed
+/// connection, and connections come back by themselves after Redis restarts.
+pub struct RedisStore {
+    pool: Pool,
+    namespace: String,
+    list_scan_limit: usize,
+    limits: StoreLimits,
+    put_script: Script,
+    delete_script: Script,
+    list_script: Script,
+    durability_warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects, runs the durability guard and loads the Lua scripts.
+    ///
+    /// Fails when Redis cannot be reached, when the configuration is unusable,
+    /// or with [`RedisError::NotDurable`] when the server could lose
+    /// acknowledged writes and [`RedisConfig::allow_volatile`] is not set.
+    pub async fn connect(config: RedisConfig) -> Result<RedisStore, RedisError> {
+        check(&config)?;
+        let fred_config = client_config(&config)?;
+        let pool = fred::types::Builder::from_config(fred_config)
+            .with_connection_config(|c| {
+                c.connection_timeout = config.connect_timeout;
+                c.internal_command_timeout = config.connect_timeout;
+                // Never resend a command whose connection broke: a put that did
+                // run would answer CONFLICT the second time. The caller gets an
+                // internal error instead, which wallets retry.
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = config.command_timeout;
+            })
+            // Reconnect forever, backing off to at most 2 s between tries.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_pool(config.pool_size)
+            .map_err(RedisError::redis("building the connection pool"))?;
+        pool.init().await.map_err(RedisError::redis("connecting"))?;
+
+        let durability_warnings = match guard(&pool, config.allow_volatile).await {
+            Ok(warnings) => warnings,
+            Err(e) => {
+                let _ = pool.quit().await;
+                return Err(e);
+            }
+        };
+
+        let store = RedisStore {
+            pool,
+            namespace: config.namespace,
+            list_scan_limit: config.list_scan_limit,
+            limits: config.limits,
+            put_script: Script::from_lua(PUT_LUA),
+            delete_script: Script::from_lua(DELETE_LUA),
+            list_script: Script::from_lua(LIST_LUA),
+            durability_warnings,
+        };
+        for script in [&store.put_script, &store.delete_script, &store.list_script] {
+            if let Err(source) = script.load(store.pool.next()).await {
+                let _ = store.pool.quit().await;
+                return Err(RedisError::Redis {
+                    context: "loading the Lua scripts (Redis 7.0 or newer is required)",
+                    source,
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    /// What the durability guard warned about at startup (also logged), empty
+    /// when every server runs AOF with `appendfsync always`.
+    pub fn durability_warnings(&self) -> &[String] {
+        &self.durability_warnings
+    }
+
+    fn keys(&self, user: &UserToken, store_id: &str) -> StoreKeys {
+        StoreKeys::new(&self.namespace, user, store_id)
+    }
+
+    /// Runs a script by SHA, loading it again when the server answers NOSCRIPT
+    /// (after a restart or `SCRIPT FLUSH`).
+    async fn run(
+        &self,
+        script: &Script,
+        what: &'static str,
+        keys: StoreKeys,
+        args: Vec<Value>,
+    ) -> Result<Value, VssError> {
+        let redis_keys = vec![
+            Key::from(Bytes::from(keys.hash)),
+            Key::from(Bytes::from(keys.order)),
+        ];
+        script
+            .evalsha_with_reload::<Value, _, _>(self.pool.next(), redis_keys, args)
+            .await
+            .map_err(|e| VssError::internal(format!("redis {what} script: {e}")))
+    }
+}
+
+fn check(config: &RedisConfig) -> Result<(), RedisError> {
+    if config.pool_size == 0 {
+        return Err(RedisError::Config("pool_size must be at least 1".into()));
+    }
+    if !keys::valid_namespace(&config.namespace) {
+        return Err(RedisError::Config(
+            "namespace must not contain `{` or `}` (they delimit the cluster hash tag)".into(),
+        ));
+    }
+    let max_page = usize::try_from(config.limits.max_page_size).unwrap_or(0);
+    if config.list_scan_limit <= max_page {
+        return Err(RedisError::Config(format!(
+            "list_scan_limit ({}) must exceed limits.max_page_size ({max_page})",
+            config.list_scan_limit
+        )));
+    }
+    Ok(())
+}
+
+/// The client configuration for the URL, with TLS set up here rather than by
+/// the client library: with an explicit crypto provider (so it cannot clash
+/// with other TLS users in the same binary) and an optional private CA.
+fn client_config(config: &RedisConfig) -> Result<Config, RedisError> {
+    let bad_url = |e: &dyn std::fmt::Display| {
+        RedisError::Config(format!("cannot use URL {}: {e}", redact_url(&config.url)))
+    };
+    let (url, tls) = match config.url.split_once("://") {
+        Some(("rediss", rest)) => (format!("redis://{rest}"), true),
+        Some(("rediss-cluster", rest)) => (format!("redis-cluster://{rest}"), true),
+        Some(("redis" | "redis-cluster", _)) => (config.url.clone(), false),
+        _ => {
+            return Err(bad_url(
+                &"the scheme must be redis, rediss, redis-cluster or rediss-cluster",
+            ))
+        }
+    };
+    let mut fred_config = Config::from_url(&url).map_err(|e| bad_url(&e))?;
+    match (tls, &config.tls_ca_file) {
+        (true, ca_file) => fred_config.tls = Some(tls_config(ca_file.as_deref())?.into()),
+        (false, Some(_)) => {
+            return Err(RedisError::Config(
+                "tls_ca_file is set but the URL does not use TLS (rediss://)".into(),
+            ))
+        }
+        (false, None) => {}
+    }
+    Ok(fred_config)
+}
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, RedisError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let unreadable = |e: &dyn std::fmt::Display| {
+                RedisError::Config(format!("cannot read tls_ca_file {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                roots
+                    .add(cert.map_err(|e| unreadable(&e))?)
+                    .map_err(|e| unreadable(&e))?;
+            }
+        }
+        None => {
+            let (added, _ignored) =
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if added == 0 {
+                return Err(RedisError::Config(
+                    "no trusted root certificates found on this system for rediss://; \
+                     set tls_ca_file"
+                        .into(),
+                ));
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(RedisError::Config(
+            "tls_ca_file holds no certificate".into(),
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RedisError::Config(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Reads every primary's persistence settings; refuses volatile servers unless allowed.
+async fn guard(pool: &Pool, allow_volatile: bool) -> Result<Vec<String>, RedisError> {
+    let client = pool.next();
+    let mut verdicts = Vec::new();
+    if client.is_clustered() {
+        let nodes = client
+            .cached_cluster_state()
+            .map(|state| state.unique_primary_nodes())
+            .unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(RedisError::NotDurable(
+                "the cluster reported no primary nodes to check".into(),
+            ));
+        }
+        for node in nodes {
+            let evidence = durability::read(&client.with_cluster_node(node.clone())).await;
+            verdicts.push((node.to_string(), durability::assess(&evidence)));
+        }
+    } else {
+        let evidence = durability::read(client).await;
+        verdicts.push((String::new(), durability::assess(&evidence)));
+    }
+
+    let mut warnings = Vec::new();
+    for (node, verdict) in verdicts {
+        let on = |msg: String| {
+            if node.is_empty() {
+                msg
+            } else {
+                format!("{node}: {msg}")
+            }
+        };
+        for refusal in verdict.refusals {
+            if !allow_volatile {
+                return Err(RedisError::NotDurable(format!(
+                    "{} (set allow_volatile to start anyway)",
+                    on(refusal)
+                )));
+            }
+            let msg = on(format!(
+                "{refusal}; starting anyway because allow_volatile is set"
+            ));
+            tracing::warn!("{msg}");
+            warnings.push(msg);
+        }
+        for warning in verdict.warnings {
+            let msg = on(warning);
+            tracing::warn!("{msg}");
+            warnings.push(msg);
+        }
+    }
+    Ok(warnings)
+}
+
+#[async_trait]
+impl KvStore for RedisStore {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        let target = validate::get(&req)?;
+        let keys = self.keys(user, &req.store_id);
+        let value = match target {
+            GetTarget::GlobalVersion => {
+                let stored: Value = self
+                    .pool
+                    .hget(Bytes::from(keys.hash), keys::GLOBAL_VERSION_FIELD)
+                    .await
+                    .map_err(|e| VssError::internal(format!("redis get global version: {e}")))?;
+                let version = match stored {
+                    Value::Null => 0,
+                    other => decimal(other, "global version")?,
+                };
+                validate::global_version_key_value(version)
+            }
+            GetTarget::Key(key) => {
+                // One HMGET reads version and value atomically.
+                let fields = vec![
+                    Key::from(Bytes::from(keys::version_field(&key))),
+                    Key::from(Bytes::from(keys::value_field(&key))),
+                ];
+                let answer: Value = self
+                    .pool
+                    .hmget(Bytes::from(keys.hash), fields)
+                    .await
+                    .map_err(|e| VssError::internal(format!("redis get: {e}")))?;
+                let mut parts = array(answer, "get")?.into_iter();
+                let (version, value) = match (parts.next(), parts.next()) {
+                    (Some(Value::Null), _) | (None, _) => {
+                        return Err(VssError::NoSuchKey(format!("key `{key}` does not exist")))
+                    }
+                    (Some(version), Some(value)) => {
+                        (decimal(version, "version")?, bytes(value, "value")?)
+                    }
+                    (Some(_), None) => return Err(VssError::internal("redis get: short reply")),
+                };
+                KeyValue {
+                    key,
+                    version,
+                    value,
+                }
+            }
+        };
+        Ok(GetObjectResponse { value: Some(value) })
+    }
+
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let plan = validate::put(req, &self.limits)?;
+        let keys = self.keys(user, &plan.store_id);
+
+        let mut args = Vec::with_capacity(4 + 5 * plan.writes.len() + 3 * plan.deletes.len());
+        match plan.global_version {
+            Some(expected) => {
+                args.push(Value::from(expected.to_string()));
+                args.push(Value::from(expected.saturating_add(1).to_string()));
+            }
+            None => {
+                args.push(Value::from(""));
+                args.push(Value::from(""));
+            }
+        }
+        args.push(Value::from(plan.writes.len().to_string()));
+        args.push(Value::from(plan.deletes.len().to_string()));
+        for write in &plan.writes {
+            let (condition, expected) = match write.condition {
+                WriteCondition::MustNotExist => ("n", String::new()),
+                WriteCondition::VersionIs(v) => ("v", v.to_string()),
+                WriteCondition::Any => ("a", String::new()),
+            };
+            args.push(Value::from(write.key.as_str()));
+            args.push(Value::from(condition));
+            args.push(Value::from(expected));
+            args.push(Value::from(write.condition.new_version().to_string()));
+            args.push(Value::Bytes(write.value.clone()));
+        }
+        for delete in &plan.deletes {
+            let (condition, expected) = match delete.condition {
+                DeleteCondition::VersionIs(v) => ("v", v.to_string()),
+                DeleteCondition::Exists => ("e", String::new()),
+            };
+            args.push(Value::from(delete.key.as_str()));
+            args.push(Value::from(condition));
+            args.push(Value::from(expected));
+        }
+
+        let answer = self.run(&self.put_script, "put", keys, args).await?;
+        let mut parts = array(answer, "put")?.into_iter();
+        let outcome = parts.next().map(|v| text(v, "put outcome")).transpose()?;
+        match outcome.as_deref() {
+            Some("ok") => Ok(PutObjectResponse {}),
+            Some("g") => {
+                let stored = decimal(next(&mut parts, "put")?, "global version")?;
+                Err(plan.global_version_conflict(stored))
+            }
+            Some("w") => {
+                let index = index(next(&mut parts, "put")?)?;
+                match plan.writes.get(index) {
+                    Some(write) => Err(validate::write_conflict(&write.key)),
+                    None => Err(VssError::internal("redis put: bad write index")),
+                }
+            }
+            Some("d") => {
+                let index = index(next(&mut parts, "put")?)?;
+                match plan.deletes.get(index) {
+                    Some(delete) => Err(validate::delete_conflict(&delete.key)),
+                    None => Err(VssError::internal("redis put: bad delete index")),
+                }
+            }
+            _ => Err(VssError::internal(format!(
+                "redis put: unexpected outcome {outcome:?}"
+            ))),
+        }
+    }
+
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        let plan = validate::delete(req)?;
+        let keys = self.keys(user, &plan.store_id);
+        let expected = plan.version.map(|v| v.to_string()).unwrap_or_default();
+        let args = vec![Value::from(plan.key.as_str()), Value::from(expected)];
+        let answer = self.run(&self.delete_script, "delete", keys, args).await?;
+        match answer {
+            Value::Integer(0 | 1) => Ok(DeleteObjectResponse {}),
+            other => Err(VssError::internal(format!(
+                "redis delete: unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        let plan = validate::list(user, req, &self.limits)?;
+        let keys = self.keys(user, &plan.store_id);
+        let upper = match plan.before_sequence {
+            Some(before) => format!("({before}"),
+            None => "+inf".to_string(),
+        };
+        let wanted = if plan.limit == 0 {
+            0
+        } else {
+            plan.fetch_limit()
+        };
+        let args = vec![
+            Value::from(upper),
+            Value::from(plan.prefix.as_str()),
+            Value::from(wanted.to_string()),
+            Value::from(self.list_scan_limit.to_string()),
+        ];
+        let answer = self.run(&self.list_script, "list", keys, args).await?;
+        let mut parts = array(answer, "list")?.into_iter();
+        let global_version = decimal(next(&mut parts, "list")?, "global version")?;
+        let stopped_at = text(next(&mut parts, "list")?, "list position")?;
+        let mut rows = Vec::with_capacity(wanted);
+        while let Some(key) = parts.next() {
+            let key = text(key, "listed key")?;
+            let version = decimal(next(&mut parts, "list")?, "listed version")?;
+            let sequence = decimal(next(&mut parts, "list")?, "listed sequence")?;
+            rows.push(ListedKey {
+                key,
+                version,
+                sequence,
+            });
+        }
+
+        if stopped_at.is_empty() {
+            return Ok(plan.respond(rows, global_version));
+        }
+        // The scan budget ran out before the page filled: everything down to
+        // `stopped_at` was looked at, so the next page starts below it.
+        let stopped_at = decimal(Value::from(stopped_at), "list position")?;
+        let mut response = plan.respond_with(rows, true, global_version);
+        response.next_page_token = Some(
+            PageToken {
+                before_sequence: stopped_at,
+            }
+            .encode(user, &plan.store_id, &plan.prefix),
+        );
+        Ok(response)
+    }
+
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    async fn close(&self) -> Result<(), VssError> {
+        self.pool
+            .quit()
+            .await
+            .map_err(|e| VssError::internal(format!("redis quit: {e}")))
+    }
+}
+
+fn array(value: Value, what: &str) -> Result<Vec<Value>, VssError> {
+    match value {
+        Value::Array(values) => Ok(values),
+        other => Err(VssError::internal(format!(
+            "redis {what}: expected an array, got {other:?}"
+        ))),
+    }
+}
+
+fn next(parts: &mut impl Iterator<Item = Value>, what: &str) -> Result<Value, VssError> {
+    parts
+        .next()
+        .ok_or_else(|| VssError::internal(format!("redis {what}: short reply")))
+}
+
+fn bytes(value: Value, what: &str) -> Result<Bytes, VssError> {
+    match value {
+        Value::Bytes(b) => Ok(b),
+        Value::String(s) => Ok(s.inner().clone()),
+        other => Err(VssError::internal(format!(
+            "redis: {what} is not a string: {other:?}"
+        ))),
+    }
+}
+
+fn text(value: Value, what: &str) -> Result<String, VssError> {
+    String::from_utf8(bytes(value, what)?.to_vec())
+        .map_err(|_| VssError::internal(format!("redis: {what} is not UTF-8")))
+}
+
+/// A decimal integer, sent as a string or an integer.
+fn decimal(value: Value, what: &str) -> Result<i64, VssError> {
+    match value {
+        Value::Integer(i) => Ok(i),
+        other => {
+            let s = text(other, what)?;
+            s.parse()
+                .map_err(|_| VssError::internal(format!("redis: {what} `{s}` is not an integer")))
+        }
+    }
+}
+
+/// A 1-based index from a script, as a 0-based one.
+fn index(value: Value) -> Result<usize, VssError> {
+    let i = decimal(value, "index")?;
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .ok_or_else(|| VssError::internal(format!("redis: bad index {i}")))
+}

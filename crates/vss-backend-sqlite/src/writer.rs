@@ -1,0 +1,426 @@
+//! The single writer: one thread owns the only read-write connection and
+//! applies queued write requests in batches.
+//!
+//! A batch is one `BEGIN IMMEDIATE … COMMIT` transaction holding every request
+//! that was waiting (up to `max_batch`), each inside its own `SAVEPOINT`, so a
+//! request whose condition fails is rolled back alone. Replies are sent only
+//! after the `COMMIT` returned: an acknowledged write is in the WAL (and, with
+//! `synchronous=FULL`, synced). Under load many requests share one commit and
+//! one sync, which is why durable throughput grows with concurrency.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+use vss_core::validate::{self, DeletePlan, PutPlan};
+use vss_core::{UserToken, VssError};
+
+/// A change the writer applies.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    /// A `putObjects`: all or nothing.
+    Put(PutPlan),
+    /// A `deleteObject`: idempotent.
+    Delete(DeletePlan),
+}
+
+/// One queued write and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub(crate) user: UserToken,
+    pub(crate) op: WriteOp,
+    pub(crate) reply: oneshot::Sender<Result<(), VssError>>,
+}
+
+/// What the writer thread receives.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Apply a write.
+    Write(WriteRequest),
+    /// Finish what was queued before, checkpoint, close the connection and stop.
+    Close(oneshot::Sender<Result<(), VssError>>),
+}
+
+/// Why one request of a batch was not applied.
+enum Refusal {
+    /// A condition did not hold (or the request broke a rule): answer with it.
+    Rejected(VssError),
+    /// The database failed.
+    Database(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(err: rusqlite::Error) -> Self {
+        Refusal::Database(err)
+    }
+}
+
+/// Runs the writer until the store is closed or dropped.
+pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        // Wait for work, then take whatever else is already queued.
+        let mut close = None;
+        match queue.blocking_recv() {
+            Some(Command::Write(request)) => batch.push(request),
+            Some(Command::Close(reply)) => close = Some(reply),
+            // Every sender is gone: the store was dropped without close().
+            None => return,
+        }
+        while close.is_none() && batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(Command::Write(request)) => batch.push(request),
+                Ok(Command::Close(reply)) => close = Some(reply),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            apply_batch(&conn, std::mem::take(&mut batch));
+        }
+        if let Some(reply) = close {
+            queue.close();
+            // Requests that raced with close() are refused, not dropped silently.
+            while let Ok(command) = queue.try_recv() {
+                match command {
+                    Command::Write(request) => {
+                        let _ = request.reply.send(Err(closed()));
+                    }
+                    Command::Close(other) => {
+                        let _ = other.send(Ok(()));
+                    }
+                }
+            }
+            let result = shutdown(&mut conn);
+            let _ = reply.send(result);
+            return;
+        }
+    }
+}
+
+/// The error of a write that arrives after close().
+pub(crate) fn closed() -> VssError {
+    VssError::internal("the SQLite store is closed")
+}
+
+fn shutdown(conn: &mut Connection) -> Result<(), VssError> {
+    // Fold the WAL back into the database file and empty it.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(|e| VssError::internal(format!("SQLite checkpoint at close failed: {e}")))?;
+    tracing::debug!("SQLite writer checkpointed and stopped");
+    Ok(())
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Applies one batch in one transaction and answers every request after the COMMIT.
+pub(crate) fn apply_batch(conn: &Connection, batch: Vec<WriteRequest>) {
+    let size = batch.len();
+    let mut results = Vec::with_capacity(size);
+    match run_transaction(conn, &batch, &mut results) {
+        Ok(()) => {
+            tracing::trace!(size, "SQLite write batch committed");
+            for (request, result) in batch.into_iter().zip(results) {
+                let _ = request.reply.send(result);
+            }
+        }
+        Err(err) => {
+            tracing::error!(size, error = %err, "SQLite write batch failed; nothing of it was written");
+            if !conn.is_autocommit() {
+                if let Err(rollback) = exec(conn, "ROLLBACK") {
+                    tracing::error!(error = %rollback, "SQLite rollback after a failed batch failed");
+                }
+            }
+            for request in batch {
+                let _ = request.reply.send(Err(VssError::internal(format!(
+                    "SQLite write failed: {err}"
+                ))));
+            }
+        }
+    }
+}
+
+/// Everything of a batch up to and including COMMIT. An error means the whole
+/// batch is not written: the caller rolls back and answers Internal to all.
+fn run_transaction(
+    conn: &Connection,
+    batch: &[WriteRequest],
+    results: &mut Vec<Result<(), VssError>>,
+) -> rusqlite::Result<()> {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    for request in batch {
+        exec(conn, "SAVEPOINT request")?;
+        let outcome = match &request.op {
+            WriteOp::Put(plan) => apply_put(conn, &request.user, plan),
+            WriteOp::Delete(plan) => apply_delete(conn, &request.user, plan),
+        };
+        match outcome {
+            Ok(()) => {
+                exec(conn, "RELEASE request")?;
+                results.push(Ok(()));
+            }
+            Err(Refusal::Rejected(err)) => {
+                exec(conn, "ROLLBACK TO request")?;
+                exec(conn, "RELEASE request")?;
+                results.push(Err(err));
+            }
+            Err(Refusal::Database(err)) => {
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (for example on a
+                    // full disk): the earlier requests of the batch are gone too.
+                    return Err(err);
+                }
+                tracing::error!(error = %err, "SQLite write request failed; rolled back alone");
+                exec(conn, "ROLLBACK TO request")?;
+                exec(conn, "RELEASE request")?;
+                results.push(Err(VssError::internal(format!(
+                    "SQLite write failed: {err}"
+                ))));
+            }
+        }
+    }
+    exec(conn, "COMMIT")
+}
+
+fn current_version(
+    conn: &Connection,
+    user: &UserToken,
+    store_id: &str,
+    key: &str,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT version FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+    )?
+    .query_row(params![user.as_str(), store_id, key], |row| row.get(0))
+    .optional()
+}
+
+/// Checks every condition of the plan, then applies all of it.
+fn apply_put(conn: &Connection, user: &UserToken, plan: &PutPlan) -> Result<(), Refusal> {
+    let (u, s) = (user.as_str(), plan.store_id.as_str());
+    if let Some(expected) = plan.global_version {
+        let stored: i64 = conn
+            .prepare_cached(
+                "SELECT global_version FROM vss_stores WHERE user_token = ?1 AND store_id = ?2",
+            )?
+            .query_row(params![u, s], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if stored != expected {
+            return Err(Refusal::Rejected(plan.global_version_conflict(stored)));
+        }
+    }
+    let mut current = Vec::with_capacity(plan.writes.len());
+    for write in &plan.writes {
+        let version = current_version(conn, user, s, &write.key)?;
+        if !write.condition.holds(version) {
+            return Err(Refusal::Rejected(validate::write_conflict(&write.key)));
+        }
+        current.push(version);
+    }
+    for delete in &plan.deletes {
+        let version = current_version(conn, user, s, &delete.key)?;
+        if !delete.condition.holds(version) {
+            return Err(Refusal::Rejected(validate::delete_conflict(&delete.key)));
+        }
+    }
+
+    // New keys get the next creation sequences of the store, in request order.
+    // At most a thousand items, so the count fits.
+    let created = current.iter().filter(|v| v.is_none()).count() as i64;
+    let mut next_sequence = 0;
+    if created > 0 {
+        let last: i64 = conn
+            .prepare_cached(
+                "INSERT INTO vss_stores (user_token, store_id, last_sequence) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_token, store_id)
+                 DO UPDATE SET last_sequence = last_sequence + excluded.last_sequence
+                 RETURNING last_sequence",
+            )?
+            .query_row(params![u, s, created], |row| row.get(0))?;
+        next_sequence = last - created + 1;
+    }
+    for (write, version) in plan.writes.iter().zip(current) {
+        let new_version = write.condition.new_version();
+        let value: &[u8] = &write.value;
+        if version.is_some() {
+            // An update or overwrite keeps the key's creation sequence.
+            conn.prepare_cached(
+                "UPDATE vss_records SET version = ?4, value = ?5
+                 WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+            )?
+            .execute(params![u, s, write.key, new_version, value])?;
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO vss_records (user_token, store_id, key, version, value, sequence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![u, s, write.key, new_version, value, next_sequence])?;
+            next_sequence += 1;
+        }
+    }
+    for delete in &plan.deletes {
+        conn.prepare_cached(
+            "DELETE FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+        )?
+        .execute(params![u, s, delete.key])?;
+    }
+    if let Some(expected) = plan.global_version {
+        conn.prepare_cached(
+            "INSERT INTO vss_stores (user_token, store_id, global_version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_token, store_id)
+             DO UPDATE SET global_version = excluded.global_version",
+        )?
+        .execute(params![u, s, expected.saturating_add(1)])?;
+    }
+    Ok(())
+}
+
+/// Deletes the key when present (and of the given version, if any); never fails for a mismatch.
+fn apply_delete(conn: &Connection, user: &UserToken, plan: &DeletePlan) -> Result<(), Refusal> {
+    conn.prepare_cached(
+        "DELETE FROM vss_records
+         WHERE user_token = ?1 AND store_id = ?2 AND key = ?3 AND (?4 IS NULL OR version = ?4)",
+    )?
+    .execute(params![
+        user.as_str(),
+        plan.store_id,
+        plan.key,
+        plan.version
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+    use vss_core::proto::{KeyValue, PutObjectRequest};
+    use vss_core::StoreLimits;
+
+    use super::*;
+
+    fn plan(items: Vec<(&str, i64)>, global_version: Option<i64>) -> PutPlan {
+        let req = PutObjectRequest {
+            store_id: "s".into(),
+            global_version,
+            transaction_items: items
+                .into_iter()
+                .map(|(key, version)| KeyValue {
+                    key: key.into(),
+                    version,
+                    value: Bytes::from_static(b"v"),
+                })
+                .collect(),
+            delete_items: vec![],
+        };
+        validate::put(req, &StoreLimits::default()).unwrap()
+    }
+
+    fn request(plan: PutPlan) -> (WriteRequest, oneshot::Receiver<Result<(), VssError>>) {
+        let (reply, answer) = oneshot::channel();
+        let user = UserToken::new("u").unwrap();
+        (
+            WriteRequest {
+                user,
+                op: WriteOp::Put(plan),
+                reply,
+            },
+            answer,
+        )
+    }
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
+        conn
+    }
+
+    fn version(conn: &Connection, key: &str) -> Option<i64> {
+        current_version(conn, &UserToken::new("u").unwrap(), "s", key).unwrap()
+    }
+
+    #[test]
+    fn one_failed_request_does_not_disturb_its_batch() {
+        let conn = database();
+        let (batch, answers): (Vec<_>, Vec<_>) = [
+            plan(vec![("a", 0)], None),
+            // Fails halfway: "b" would be written, then "a" conflicts.
+            plan(vec![("b", 0), ("a", 0)], None),
+            plan(vec![("a", 1), ("c", 0)], Some(0)),
+            // Wrong global version: nothing of it may land.
+            plan(vec![("d", 0)], Some(0)),
+        ]
+        .into_iter()
+        .map(request)
+        .unzip();
+        apply_batch(&conn, batch);
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().unwrap())
+            .collect();
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(results[1], Err(VssError::Conflict(_))),
+            "{results:?}"
+        );
+        assert!(results[2].is_ok());
+        assert!(
+            matches!(results[3], Err(VssError::Conflict(_))),
+            "{results:?}"
+        );
+        assert_eq!(version(&conn, "a"), Some(2));
+        assert_eq!(version(&conn, "b"), None);
+        assert_eq!(version(&conn, "c"), Some(1));
+        assert_eq!(version(&conn, "d"), None);
+        assert!(conn.is_autocommit(), "the batch transaction is still open");
+    }
+
+    #[test]
+    fn a_failed_commit_answers_internal_to_the_whole_batch() {
+        let conn = database();
+        // Writing the key `poison` breaks a deferred foreign key, which only
+        // the COMMIT checks: every request succeeds, then the COMMIT fails.
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER poison AFTER INSERT ON vss_records WHEN NEW.key = 'poison'
+             BEGIN INSERT INTO child VALUES (1); END;",
+        )
+        .unwrap();
+        let (batch, answers): (Vec<_>, Vec<_>) =
+            [plan(vec![("a", 0)], None), plan(vec![("poison", 0)], None)]
+                .into_iter()
+                .map(request)
+                .unzip();
+        apply_batch(&conn, batch);
+        for mut answer in answers {
+            assert!(matches!(
+                answer.try_recv().unwrap(),
+                Err(VssError::Internal(_))
+            ));
+        }
+        assert!(conn.is_autocommit(), "the failed batch was not rolled back");
+        assert_eq!(version(&conn, "a"), None);
+        assert_eq!(version(&conn, "poison"), None);
+    }
+
+    #[test]
+    fn a_batch_that_cannot_begin_answers_internal() {
+        let conn = database();
+        // Already inside a transaction: BEGIN IMMEDIATE fails.
+        conn.execute_batch("BEGIN").unwrap();
+        let (request, mut answer) = request(plan(vec![("a", 0)], None));
+        apply_batch(&conn, vec![request]);
+        assert!(matches!(
+            answer.try_recv().unwrap(),
+            Err(VssError::Internal(_))
+        ));
+        assert!(conn.is_autocommit());
+        assert_eq!(version(&conn, "a"), None);
+    }
+}

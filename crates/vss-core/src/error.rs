@@ -1,0 +1,116 @@
+//! The protocol's error cases.
+
+use crate::proto::{ErrorCode, ErrorResponse};
+
+/// Every way a VSS call can fail, exactly the protocol's cases.
+///
+/// The string is a message for humans. For [`VssError::Internal`] it describes
+/// the cause for the server's logs only: [`VssError::to_error_response`] never
+/// sends it to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VssError {
+    /// The key does not exist (HTTP 404, `NO_SUCH_KEY_EXCEPTION`).
+    #[error("no such key: {0}")]
+    NoSuchKey(String),
+    /// A version or existence condition did not hold; nothing was written
+    /// (HTTP 409, `CONFLICT_EXCEPTION`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request is malformed or breaks a limit (HTTP 400, `INVALID_REQUEST_EXCEPTION`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The caller could not be authenticated (HTTP 401, `AUTH_EXCEPTION`).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server or its database failed; clients retry these
+    /// (HTTP 500, `INTERNAL_SERVER_EXCEPTION`).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The message clients get for every internal error, whatever its cause.
+pub const INTERNAL_ERROR_MESSAGE: &str = "internal server error";
+
+impl VssError {
+    /// An internal error carrying `cause` for the logs (it is never sent to clients).
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        VssError::Internal(cause.to_string())
+    }
+
+    /// The protocol error code of this error.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            VssError::NoSuchKey(_) => ErrorCode::NoSuchKeyException,
+            VssError::Conflict(_) => ErrorCode::ConflictException,
+            VssError::InvalidRequest(_) => ErrorCode::InvalidRequestException,
+            VssError::Auth(_) => ErrorCode::AuthException,
+            VssError::Internal(_) => ErrorCode::InternalServerException,
+        }
+    }
+
+    /// The HTTP status the protocol assigns to this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            VssError::NoSuchKey(_) => 404,
+            VssError::Conflict(_) => 409,
+            VssError::InvalidRequest(_) => 400,
+            VssError::Auth(_) => 401,
+            VssError::Internal(_) => 500,
+        }
+    }
+
+    /// The wire form of this error. Internal causes are replaced by a generic message.
+    pub fn to_error_response(&self) -> ErrorResponse {
+        let message = match self {
+            VssError::Internal(_) => INTERNAL_ERROR_MESSAGE.to_string(),
+            VssError::NoSuchKey(m)
+            | VssError::Conflict(m)
+            | VssError::InvalidRequest(m)
+            | VssError::Auth(m) => m.clone(),
+        };
+        ErrorResponse {
+            error_code: self.error_code() as i32,
+            message,
+        }
+    }
+
+    /// Rebuilds an error from its wire form (for clients of the protocol).
+    pub fn from_error_response(response: &ErrorResponse) -> Self {
+        let message = response.message.clone();
+        match ErrorCode::try_from(response.error_code) {
+            Ok(ErrorCode::NoSuchKeyException) => VssError::NoSuchKey(message),
+            Ok(ErrorCode::ConflictException) => VssError::Conflict(message),
+            Ok(ErrorCode::InvalidRequestException) => VssError::InvalidRequest(message),
+            Ok(ErrorCode::AuthException) => VssError::Auth(message),
+            Ok(ErrorCode::InternalServerException) | Ok(ErrorCode::Unknown) | Err(_) => {
+                VssError::Internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_causes_are_not_sent() {
+        let err = VssError::internal("SELECT * FROM secret_table failed at /var/lib/db");
+        let wire = err.to_error_response();
+        assert_eq!(wire.message, INTERNAL_ERROR_MESSAGE);
+        assert_eq!(wire.error_code, ErrorCode::InternalServerException as i32);
+        assert_eq!(err.http_status(), 500);
+    }
+
+    #[test]
+    fn wire_form_round_trips() {
+        for err in [
+            VssError::NoSuchKey("k".into()),
+            VssError::Conflict("c".into()),
+            VssError::InvalidRequest("i".into()),
+            VssError::Auth("a".into()),
+        ] {
+            assert_eq!(VssError::from_error_response(&err.to_error_response()), err);
+        }
+    }
+}

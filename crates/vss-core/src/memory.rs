@@ -1,0 +1,203 @@
+//! `MemoryStore`: the reference implementation of the protocol.
+//!
+//! It favours being obviously correct over being fast: one lock around
+//! plain maps, every rule spelled out in the order the contract states it.
+//! The conformance suite's property test compares every backend against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use crate::validate::{self, GetTarget, ListedKey};
+use crate::{KvStore, StoreLimits, UserToken, VssError};
+
+#[derive(Debug, Clone)]
+struct Record {
+    version: i64,
+    value: Bytes,
+    sequence: i64,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    global_version: i64,
+    last_sequence: i64,
+    records: BTreeMap<String, Record>,
+}
+
+/// Every store, by (user, store id).
+type Stores = HashMap<(UserToken, String), Store>;
+
+/// An in-memory VSS store; data lives as long as the value.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    stores: Mutex<Stores>,
+    limits: StoreLimits,
+}
+
+impl MemoryStore {
+    /// An empty store with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store declaring `limits` (for testing how callers handle them).
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        MemoryStore {
+            stores: Mutex::default(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Stores>, VssError> {
+        self.stores
+            .lock()
+            .map_err(|_| VssError::internal("memory store lock poisoned"))
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryStore {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        let target = validate::get(&req)?;
+        let stores = self.lock()?;
+        let store = stores.get(&(user.clone(), req.store_id));
+        let value = match target {
+            GetTarget::GlobalVersion => {
+                validate::global_version_key_value(store.map(|s| s.global_version).unwrap_or(0))
+            }
+            GetTarget::Key(key) => {
+                let record = store
+                    .and_then(|s| s.records.get(&key))
+                    .ok_or_else(|| VssError::NoSuchKey(format!("key `{key}` does not exist")))?;
+                KeyValue {
+                    key,
+                    version: record.version,
+                    value: record.value.clone(),
+                }
+            }
+        };
+        Ok(GetObjectResponse { value: Some(value) })
+    }
+
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let plan = validate::put(req, &self.limits)?;
+        let mut stores = self.lock()?;
+        let store = stores
+            .entry((user.clone(), plan.store_id.clone()))
+            .or_default();
+
+        // Check every condition before changing anything: all or nothing.
+        if let Some(expected) = plan.global_version {
+            if store.global_version != expected {
+                return Err(plan.global_version_conflict(store.global_version));
+            }
+        }
+        for write in &plan.writes {
+            let current = store.records.get(&write.key).map(|r| r.version);
+            if !write.condition.holds(current) {
+                return Err(validate::write_conflict(&write.key));
+            }
+        }
+        for delete in &plan.deletes {
+            let current = store.records.get(&delete.key).map(|r| r.version);
+            if !delete.condition.holds(current) {
+                return Err(validate::delete_conflict(&delete.key));
+            }
+        }
+
+        for write in plan.writes {
+            let version = write.condition.new_version();
+            match store.records.get_mut(&write.key) {
+                // An update or overwrite keeps the key's place in the listing.
+                Some(record) => {
+                    record.version = version;
+                    record.value = write.value;
+                }
+                None => {
+                    store.last_sequence += 1;
+                    let sequence = store.last_sequence;
+                    store.records.insert(
+                        write.key,
+                        Record {
+                            version,
+                            value: write.value,
+                            sequence,
+                        },
+                    );
+                }
+            }
+        }
+        for delete in plan.deletes {
+            store.records.remove(&delete.key);
+        }
+        if let Some(expected) = plan.global_version {
+            store.global_version = expected + 1;
+        }
+        Ok(PutObjectResponse {})
+    }
+
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        let plan = validate::delete(req)?;
+        let mut stores = self.lock()?;
+        if let Some(store) = stores.get_mut(&(user.clone(), plan.store_id)) {
+            let matches = match (store.records.get(&plan.key), plan.version) {
+                (Some(_), None) => true,
+                (Some(record), Some(v)) => record.version == v,
+                (None, _) => false,
+            };
+            if matches {
+                store.records.remove(&plan.key);
+            }
+        }
+        Ok(DeleteObjectResponse {})
+    }
+
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        let plan = validate::list(user, req, &self.limits)?;
+        let stores = self.lock()?;
+        let Some(store) = stores.get(&(user.clone(), plan.store_id.clone())) else {
+            return Ok(plan.respond(Vec::new(), 0));
+        };
+        let before = plan.before_sequence.unwrap_or(i64::MAX);
+        let mut rows: Vec<ListedKey> = store
+            .records
+            .iter()
+            .filter(|(key, record)| record.sequence < before && plan.matches(key))
+            .map(|(key, record)| ListedKey {
+                key: key.clone(),
+                version: record.version,
+                sequence: record.sequence,
+            })
+            .collect();
+        rows.sort_by_key(|row| std::cmp::Reverse(row.sequence));
+        rows.truncate(plan.fetch_limit());
+        Ok(plan.respond(rows, store.global_version))
+    }
+
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+}

@@ -1,0 +1,162 @@
+//! The conformance suite must be able to fail: each mutant below breaks one
+//! rule of the contract on top of `MemoryStore`, and the suite must name it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
+#![cfg(feature = "conformance")]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use vss_core::conformance::{self, ModelConfig, Subject};
+use vss_core::proto::*;
+use vss_core::{KvStore, MemoryStore, UserToken, VssError};
+
+#[derive(Clone, Copy, Debug)]
+enum Bug {
+    /// The last page has no token instead of "".
+    LastTokenAbsent,
+    /// Pages are oldest first.
+    OldestFirst,
+    /// deleteObject ignores the version it is given.
+    DeleteIgnoresVersion,
+    /// Everyone shares one user's data.
+    SharedUsers,
+    /// Prefixes are ignored.
+    PrefixIgnored,
+    /// Items of a put are applied one by one, not atomically.
+    NotAtomic,
+}
+
+struct Mutant {
+    inner: MemoryStore,
+    bug: Bug,
+}
+
+#[async_trait]
+impl KvStore for Mutant {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        self.inner.get(&self.user(user), req).await
+    }
+
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let user = self.user(user);
+        if matches!(self.bug, Bug::NotAtomic) && req.transaction_items.len() > 1 {
+            for item in req.transaction_items {
+                let one = PutObjectRequest {
+                    store_id: req.store_id.clone(),
+                    global_version: None,
+                    transaction_items: vec![item],
+                    delete_items: vec![],
+                };
+                self.inner.put(&user, one).await?;
+            }
+            return Ok(PutObjectResponse {});
+        }
+        self.inner.put(&user, req).await
+    }
+
+    async fn delete(
+        &self,
+        user: &UserToken,
+        mut req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        if let (Bug::DeleteIgnoresVersion, Some(kv)) = (self.bug, req.key_value.as_mut()) {
+            if kv.version >= 0 {
+                kv.version = -1;
+            }
+        }
+        self.inner.delete(&self.user(user), req).await
+    }
+
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        mut req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        if matches!(self.bug, Bug::PrefixIgnored) {
+            req.key_prefix = None;
+        }
+        let mut resp = self.inner.list_key_versions(&self.user(user), req).await?;
+        match self.bug {
+            Bug::LastTokenAbsent if resp.next_page_token.as_deref() == Some("") => {
+                resp.next_page_token = None;
+            }
+            Bug::OldestFirst => resp.key_versions.reverse(),
+            _ => {}
+        }
+        Ok(resp)
+    }
+}
+
+impl Mutant {
+    fn user(&self, user: &UserToken) -> UserToken {
+        match self.bug {
+            Bug::SharedUsers => UserToken::new("everyone").unwrap(),
+            _ => user.clone(),
+        }
+    }
+}
+
+async fn failures_of(bug: Bug) -> Vec<&'static str> {
+    let report = conformance::run_all(|| async move {
+        Subject::new(Arc::new(Mutant {
+            inner: MemoryStore::new(),
+            bug,
+        }))
+    })
+    .await;
+    report
+        .results
+        .iter()
+        .filter(|(_, r)| matches!(r, Err(conformance::TestError::Failed(_))))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mutant_is_caught_by_the_rule_it_breaks() {
+    let cases: &[(Bug, &str)] = &[
+        (Bug::LastTokenAbsent, "last_page_token_is_empty"),
+        (Bug::OldestFirst, "listing_is_newest_first"),
+        (
+            Bug::DeleteIgnoresVersion,
+            "delete_object_with_wrong_version_changes_nothing",
+        ),
+        (Bug::SharedUsers, "users_are_isolated"),
+        (Bug::PrefixIgnored, "prefix_sql_wildcards_match_literally"),
+        (Bug::NotAtomic, "failed_condition_writes_nothing"),
+    ];
+    for (bug, rule) in cases {
+        let failed = failures_of(*bug).await;
+        assert!(
+            failed.contains(rule),
+            "{bug:?} was not caught by {rule}; failures: {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn model_test_catches_a_non_atomic_store() {
+    let caught = std::panic::catch_unwind(|| {
+        conformance::run_model_test(
+            || async {
+                Subject::new(Arc::new(Mutant {
+                    inner: MemoryStore::new(),
+                    bug: Bug::NotAtomic,
+                }))
+            },
+            ModelConfig { cases: 256 },
+        )
+    });
+    assert!(
+        caught.is_err(),
+        "the model test accepted a store whose puts are not atomic"
+    );
+}

@@ -1,0 +1,383 @@
+//! JWT bearer tokens: RS256 as the reference server checks them, plus ES256
+//! and EdDSA, several keys at once for rotation.
+
+use async_trait::async_trait;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPublicKey;
+use vss_core::{UserToken, VssError};
+
+use crate::Authorizer;
+
+/// The smallest RSA key accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Clock skew allowed when checking `exp` (and `nbf`), in seconds.
+pub const JWT_LEEWAY_SECS: u64 = 60;
+
+/// Why a JWT key or setting was refused at configuration time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtConfigError {
+    /// The text is not a supported key in PEM form.
+    #[error("not a supported key in PEM form: {0}")]
+    InvalidKey(String),
+    /// An RSA key is shorter than [`MIN_RSA_BITS`].
+    #[error("the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")]
+    KeyTooSmall {
+        /// The key's modulus size in bits.
+        bits: usize,
+    },
+    /// An empty audience was configured.
+    #[error("the JWT audience must not be empty")]
+    EmptyAudience,
+    /// An empty issuer was configured.
+    #[error("the JWT issuer must not be empty")]
+    EmptyIssuer,
+    /// No key was given.
+    #[error("no JWT verification key was given")]
+    NoKeys,
+}
+
+/// One key that verifies tokens, bound to one algorithm by its type:
+/// RSA → RS256, EC P-256 → ES256, Ed25519 → EdDSA. The token's own `alg`
+/// never chooses anything: a token whose `alg` differs is refused.
+#[derive(Clone)]
+pub struct JwtKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtKey {
+    /// One public key in PEM form: RSA (SPKI `BEGIN PUBLIC KEY` or PKCS#1
+    /// `BEGIN RSA PUBLIC KEY`, at least [`MIN_RSA_BITS`] bits), EC P-256 or
+    /// Ed25519 (SPKI).
+    pub fn from_public_pem(pem: &str) -> Result<JwtKey, JwtConfigError> {
+        let pem = pem.trim();
+        let bytes = pem.as_bytes();
+        if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
+            check_rsa_public_pem(pem)?;
+            return Ok(JwtKey::new(Algorithm::RS256, key));
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
+            // The content is the uncompressed point: 65 bytes on P-256 only.
+            return match key.try_get_as_bytes() {
+                Ok(point) if point.len() == 65 => Ok(JwtKey::new(Algorithm::ES256, key)),
+                _ => Err(JwtConfigError::InvalidKey(
+                    "an EC key must be on the P-256 curve (ES256)".into(),
+                )),
+            };
+        }
+        if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
+            return Ok(JwtKey::new(Algorithm::EdDSA, key));
+        }
+        Err(JwtConfigError::InvalidKey(
+            "expected an RSA, EC P-256 or Ed25519 public key (`BEGIN PUBLIC KEY` or \
+             `BEGIN RSA PUBLIC KEY`)"
+                .into(),
+        ))
+    }
+
+    /// The public half of a private key in PEM form (PKCS#8 `BEGIN PRIVATE KEY`,
+    /// or PKCS#1 `BEGIN RSA PRIVATE KEY`), with the key that signs and its algorithm.
+    pub fn from_private_pem(pem: &str) -> Result<(JwtKey, EncodingKey), JwtConfigError> {
+        let bytes = pem.trim().as_bytes();
+        let invalid = |e: jsonwebtoken::errors::Error| JwtConfigError::InvalidKey(e.to_string());
+        let (algorithm, signing) = if let Ok(key) = EncodingKey::from_rsa_pem(bytes) {
+            (Algorithm::RS256, key)
+        } else if let Ok(key) = EncodingKey::from_ec_pem(bytes) {
+            (Algorithm::ES256, key)
+        } else if let Ok(key) = EncodingKey::from_ed_pem(bytes) {
+            (Algorithm::EdDSA, key)
+        } else {
+            return Err(JwtConfigError::InvalidKey(
+                "expected an RSA, EC P-256 or Ed25519 private key (`BEGIN PRIVATE KEY` or \
+                 `BEGIN RSA PRIVATE KEY`)"
+                    .into(),
+            ));
+        };
+        let jwk = Jwk::from_encoding_key(&signing, algorithm).map_err(invalid)?;
+        match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve != EllipticCurve::P256 => {
+                return Err(JwtConfigError::InvalidKey(
+                    "an EC key must be on the P-256 curve (ES256)".into(),
+                ))
+            }
+            AlgorithmParameters::RSA(rsa) => {
+                use base64::Engine as _;
+                let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(&rsa.n)
+                    .map_err(|e| JwtConfigError::InvalidKey(e.to_string()))?;
+                let bits = rsa::BigUint::from_bytes_be(&n).bits();
+                if bits < MIN_RSA_BITS {
+                    return Err(JwtConfigError::KeyTooSmall { bits });
+                }
+            }
+            _ => {}
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(invalid)?;
+        Ok((JwtKey::new(algorithm, key), signing))
+    }
+
+    /// Every public key in `text`, which holds one or more PEM blocks. A line
+    /// `kid: NAME` just before a block names that key: a token whose header
+    /// carries that `kid` is checked with that key only.
+    pub fn parse_public_pems(text: &str) -> Result<Vec<JwtKey>, JwtConfigError> {
+        let mut keys = Vec::new();
+        let mut kid: Option<String> = None;
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(current) = block.as_mut() {
+                current.push_str(line);
+                current.push('\n');
+                if line.starts_with("-----END ") {
+                    let pem = block.take().unwrap_or_default();
+                    let key = JwtKey::from_public_pem(&pem)?;
+                    keys.push(match kid.take() {
+                        Some(kid) => key.with_kid(kid),
+                        None => key,
+                    });
+                }
+            } else if line.starts_with("-----BEGIN ") {
+                block = Some(format!("{line}\n"));
+            } else if let Some(name) = line.strip_prefix("kid:") {
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(JwtConfigError::InvalidKey("an empty `kid:` label".into()));
+                }
+                kid = Some(name.to_string());
+            } else if !line.is_empty() && !line.starts_with('#') {
+                return Err(JwtConfigError::InvalidKey(
+                    "text outside PEM blocks must be `kid: NAME` or a `#` comment".into(),
+                ));
+            }
+        }
+        if block.is_some() {
+            return Err(JwtConfigError::InvalidKey(
+                "a PEM block has no END line".into(),
+            ));
+        }
+        if keys.is_empty() {
+            return Err(JwtConfigError::InvalidKey("no PEM block found".into()));
+        }
+        Ok(keys)
+    }
+
+    fn new(algorithm: Algorithm, key: DecodingKey) -> JwtKey {
+        JwtKey {
+            kid: None,
+            algorithm,
+            key,
+        }
+    }
+
+    /// Names this key: tokens with this `kid` are checked with it alone.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> JwtKey {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key's name, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The only algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+fn check_rsa_public_pem(pem: &str) -> Result<(), JwtConfigError> {
+    let public = RsaPublicKey::from_public_key_pem(pem)
+        .map_err(|e| e.to_string())
+        .or_else(|spki_err| {
+            RsaPublicKey::from_pkcs1_pem(pem)
+                .map_err(|pkcs1_err| format!("as SPKI: {spki_err}; as PKCS#1: {pkcs1_err}"))
+        })
+        .map_err(JwtConfigError::InvalidKey)?;
+    let bits = public.n().bits();
+    if bits < MIN_RSA_BITS {
+        return Err(JwtConfigError::KeyTooSmall { bits });
+    }
+    Ok(())
+}
+
+/// `Authorization: Bearer <jwt>`, verified by one of a set of keys.
+///
+/// The token's `sub` claim is the user; `exp` is required and checked with
+/// [`JWT_LEEWAY_SECS`] of leeway; a token carrying `aud` is refused unless an
+/// audience is configured, and must then name it; with an issuer configured,
+/// `iss` is required and must match. Each key fixes its algorithm (see
+/// [`JwtKey`]), so `alg: none`, HMAC and any algorithm other than the key's
+/// are refused. A token whose `kid` names a configured key is checked with
+/// that key only; any other token is tried against every key (rotation: old
+/// and new keys side by side).
+#[derive(Clone)]
+pub struct JwtAuthorizer {
+    keys: Vec<JwtKey>,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+impl std::fmt::Debug for JwtAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthorizer")
+            .field("keys", &self.keys)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl JwtAuthorizer {
+    /// Verifies tokens with the given keys (at least one).
+    pub fn new(keys: Vec<JwtKey>) -> Result<Self, JwtConfigError> {
+        if keys.is_empty() {
+            return Err(JwtConfigError::NoKeys);
+        }
+        Ok(JwtAuthorizer {
+            keys,
+            audience: None,
+            issuer: None,
+        })
+    }
+
+    /// Verifies RS256 tokens with one RSA public key of at least
+    /// [`MIN_RSA_BITS`] bits, in PEM form (SPKI or PKCS#1): the reference
+    /// server's configuration.
+    pub fn from_rsa_pem(pem: &str) -> Result<Self, JwtConfigError> {
+        let key = JwtKey::from_public_pem(pem)?;
+        if key.algorithm != Algorithm::RS256 {
+            return Err(JwtConfigError::InvalidKey(
+                "not an RSA public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`)".into(),
+            ));
+        }
+        Self::new(vec![key])
+    }
+
+    /// Verifies tokens with every public key in `text` (see [`JwtKey::parse_public_pems`]).
+    pub fn from_public_pems(text: &str) -> Result<Self, JwtConfigError> {
+        Self::new(JwtKey::parse_public_pems(text)?)
+    }
+
+    /// Adds a key (for example the public half of a token issuer's key).
+    pub fn with_key(mut self, key: JwtKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Accepts tokens whose `aud` names `audience` (tokens without `aud` stay accepted).
+    pub fn with_audience(mut self, audience: &str) -> Result<Self, JwtConfigError> {
+        if audience.is_empty() {
+            return Err(JwtConfigError::EmptyAudience);
+        }
+        self.audience = Some(audience.to_string());
+        Ok(self)
+    }
+
+    /// Requires `iss` to be `issuer`.
+    pub fn with_issuer(mut self, issuer: &str) -> Result<Self, JwtConfigError> {
+        if issuer.is_empty() {
+            return Err(JwtConfigError::EmptyIssuer);
+        }
+        self.issuer = Some(issuer.to_string());
+        Ok(self)
+    }
+
+    /// The keys tokens are checked with.
+    pub fn keys(&self) -> &[JwtKey] {
+        &self.keys
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = JWT_LEEWAY_SECS;
+        let mut required = vec!["exp", "sub"];
+        // With no audience configured, jsonwebtoken refuses any token that carries `aud`.
+        validation.validate_aud = true;
+        validation.aud = None;
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    /// Checks a bare token (without the `Bearer ` prefix) and answers its user.
+    pub fn verify(&self, token: &str) -> Result<UserToken, VssError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VssError::Auth(format!("invalid token: {e}")))?;
+        let named: Vec<&JwtKey> = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let candidates: Vec<&JwtKey> = if named.is_empty() {
+            self.keys.iter().collect()
+        } else {
+            named
+        };
+        let mut last_error = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
+                Ok(data) => return UserToken::new(data.claims.sub),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(VssError::Auth(match last_error {
+            Some(e) => format!("invalid token: {e}"),
+            None => "invalid token".into(),
+        }))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VssError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| VssError::Auth("missing Authorization header".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| VssError::Auth("Authorization header is not ASCII".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(VssError::Auth(
+            "Authorization header is not `Bearer <jwt>`".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl Authorizer for JwtAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
+        self.verify(bearer_token(headers)?)
+    }
+}

@@ -1,0 +1,64 @@
+//! # vss-http: the VSS wire protocol over HTTP
+//!
+//! A [hyper](https://docs.rs/hyper) 1 service that serves any
+//! [`vss_core::KvStore`] to VSS clients (`vss-client-ng`, ldk-node's
+//! `VssStore`, the Kotlin/Swift bindings):
+//!
+//! - [`VssService`] answers one request: route, body limit, [`Authorizer`],
+//!   protobuf decoding, the store call, and the error mapping of the contract.
+//!   Every response, success or error, carries `vss-protocol-version: 0`.
+//! - [`serve`] runs the accept loop over a [`tokio::net::TcpListener`]: HTTP/1.1
+//!   with keep-alive and pipelining, HTTP/2 (prior knowledge), and a graceful
+//!   shutdown that lets in-flight requests finish within a bounded wait.
+//! - [`Authorizer`] turns request headers into a [`vss_core::UserToken`];
+//!   [`NoopAuthorizer`] (local testing) and [`JwtAuthorizer`] (RS256 as the
+//!   reference server, ES256, EdDSA, several keys for rotation) ship here;
+//!   the `vss-auth` crate adds signature auth and an LNURL-auth token issuer.
+//! - [`Endpoint`]: an extra plain-HTTP path served by the same service
+//!   ([`VssService::with_endpoint`]).
+//!
+//! The request logic is in plain functions ([`Operation::from_path`],
+//! [`Operation::call`], [`read_body`], [`error_response`]) that tests call
+//! without a socket; I/O lives at the edges.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vss_core::MemoryStore;
+//! use vss_http::{serve, HttpConfig, NoopAuthorizer, ServeOptions, VssService};
+//!
+//! # async fn example() -> std::io::Result<()> {
+//! let service = VssService::new(
+//!     Arc::new(MemoryStore::new()),
+//!     Arc::new(NoopAuthorizer::default()),
+//!     HttpConfig::default(),
+//! );
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let outcome = serve(listener, service, tokio::signal::ctrl_c(), ServeOptions::default()).await;
+//! println!("served {} connections", outcome.connections);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod auth;
+mod body;
+mod endpoint;
+mod jwt;
+mod response;
+mod route;
+mod serve;
+mod service;
+
+pub use auth::{Authorizer, NoopAuthorizer};
+pub use body::{read_body, BodyError};
+pub use endpoint::Endpoint;
+pub use jwt::{bearer_token, JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
+pub use response::{
+    error_response, protobuf_response, HttpError, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
+};
+pub use route::Operation;
+pub use serve::{serve, ServeOptions, ServeOutcome};
+pub use service::{
+    HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT,
+};

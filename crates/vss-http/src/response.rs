@@ -1,0 +1,132 @@
+//! Building responses: every one carries the protocol version header.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use prost::Message;
+use vss_core::VssError;
+
+/// The header every VSS response carries; `vss-client-ng` rejects responses without it.
+pub const PROTOCOL_VERSION_HEADER: &str = "vss-protocol-version";
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: &str = "0";
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// A failed request: the protocol error and the HTTP status it is answered with.
+///
+/// The status is normally [`VssError::http_status`]; a few transport-level
+/// failures differ (413 for a body over the limit, 404 for an unknown path,
+/// 405 for a method other than POST), with the error code clients decide by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status line of the answer.
+    pub status: StatusCode,
+    /// The error sent as an `ErrorResponse`.
+    pub error: VssError,
+}
+
+impl HttpError {
+    /// An error answered with a status other than its protocol default.
+    pub fn with_status(status: StatusCode, error: VssError) -> Self {
+        HttpError { status, error }
+    }
+}
+
+impl From<VssError> for HttpError {
+    fn from(error: VssError) -> Self {
+        let status =
+            StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        HttpError { status, error }
+    }
+}
+
+/// A 200 response whose body is the encoded message.
+pub fn protobuf_response(body: Bytes) -> Response<Full<Bytes>> {
+    with_headers(StatusCode::OK, body)
+}
+
+/// The error's status with its `ErrorResponse` body. Internal causes are not
+/// sent (see [`VssError::to_error_response`]).
+pub fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
+    let body = Bytes::from(err.error.to_error_response().encode_to_vec());
+    let mut response = with_headers(err.status, body);
+    if err.status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+fn with_headers(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        PROTOCOL_VERSION_HEADER,
+        HeaderValue::from_static(PROTOCOL_VERSION),
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use vss_core::proto::{ErrorCode, ErrorResponse};
+    use vss_core::INTERNAL_ERROR_MESSAGE;
+
+    async fn body_of(response: Response<Full<Bytes>>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn errors_carry_the_header_their_status_and_no_internal_cause() {
+        let cases = [
+            (
+                VssError::NoSuchKey("k".into()),
+                404,
+                ErrorCode::NoSuchKeyException,
+            ),
+            (
+                VssError::Conflict("c".into()),
+                409,
+                ErrorCode::ConflictException,
+            ),
+            (
+                VssError::InvalidRequest("i".into()),
+                400,
+                ErrorCode::InvalidRequestException,
+            ),
+            (VssError::Auth("a".into()), 401, ErrorCode::AuthException),
+            (
+                VssError::internal("SELECT secret"),
+                500,
+                ErrorCode::InternalServerException,
+            ),
+        ];
+        for (error, status, code) in cases {
+            let response = error_response(&HttpError::from(error));
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[PROTOCOL_VERSION_HEADER], "0");
+            let decoded = ErrorResponse::decode(body_of(response).await).unwrap();
+            assert_eq!(decoded.error_code, code as i32);
+            assert!(!decoded.message.contains("SELECT"));
+            if status == 500 {
+                assert_eq!(decoded.message, INTERNAL_ERROR_MESSAGE);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn success_carries_the_header_and_the_body() {
+        let response = protobuf_response(Bytes::from_static(b"\x0a\x01k"));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[PROTOCOL_VERSION_HEADER], "0");
+        assert_eq!(&body_of(response).await[..], b"\x0a\x01k");
+    }
+}

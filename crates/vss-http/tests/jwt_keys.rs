@@ -1,0 +1,195 @@
+//! JWT keys beyond the reference: ES256, EdDSA, several keys (rotation, `kid`), issuer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
+
+mod common;
+
+use common::*;
+use http::HeaderMap;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use vss_core::VssError;
+use vss_http::{Authorizer, JwtAuthorizer, JwtConfigError, JwtKey};
+
+const ES256_PRIVATE: &str = include_str!("fixtures/es256-private.pem");
+const ES256_PUBLIC: &str = include_str!("fixtures/es256-public.pem");
+const ED25519_PRIVATE: &str = include_str!("fixtures/ed25519-private.pem");
+const ED25519_PUBLIC: &str = include_str!("fixtures/ed25519-public.pem");
+const P384_PUBLIC: &str = include_str!("fixtures/p384-public.pem");
+
+fn mint(alg: Algorithm, kid: Option<&str>, private_pem: &str, claims: serde_json::Value) -> String {
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes()),
+        other => panic!("{other:?}"),
+    }
+    .unwrap();
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn claims(sub: &str) -> serde_json::Value {
+    json!({ "sub": sub, "exp": now() + 3600 })
+}
+
+async fn check(auth: &JwtAuthorizer, token: &str) -> Result<String, VssError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    auth.authorize(&headers)
+        .await
+        .map(|u| u.as_str().to_string())
+}
+
+#[tokio::test]
+async fn es256_and_eddsa_keys_verify_their_own_algorithm_only() {
+    let es = JwtAuthorizer::from_public_pems(ES256_PUBLIC).unwrap();
+    assert_eq!(es.keys()[0].algorithm(), Algorithm::ES256);
+    let ed = JwtAuthorizer::from_public_pems(ED25519_PUBLIC).unwrap();
+    assert_eq!(ed.keys()[0].algorithm(), Algorithm::EdDSA);
+
+    let es_token = mint(Algorithm::ES256, None, ES256_PRIVATE, claims("e"));
+    let ed_token = mint(Algorithm::EdDSA, None, ED25519_PRIVATE, claims("d"));
+    assert_eq!(check(&es, &es_token).await.unwrap(), "e");
+    assert_eq!(check(&ed, &ed_token).await.unwrap(), "d");
+    assert!(matches!(
+        check(&es, &ed_token).await,
+        Err(VssError::Auth(_))
+    ));
+    assert!(matches!(
+        check(&ed, &es_token).await,
+        Err(VssError::Auth(_))
+    ));
+    // An RSA-configured server refuses both.
+    let rsa = JwtAuthorizer::from_rsa_pem(PUBLIC_PEM).unwrap();
+    for token in [&es_token, &ed_token] {
+        assert!(matches!(check(&rsa, token).await, Err(VssError::Auth(_))));
+    }
+    // HS256 keyed with the EC public key's text is refused too.
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("e"),
+        &EncodingKey::from_secret(ES256_PUBLIC.as_bytes()),
+    )
+    .unwrap();
+    assert!(matches!(
+        check(&es, &confused).await,
+        Err(VssError::Auth(_))
+    ));
+}
+
+#[tokio::test]
+async fn several_keys_rotate_and_kid_selects_one() {
+    let rsa_pub = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rs256-public.pem"
+    ))
+    .unwrap();
+    let text =
+        format!("# old key\nkid: old\n{rsa_pub}\nkid: new\n{ES256_PUBLIC}\n{ED25519_PUBLIC}");
+    let auth = JwtAuthorizer::from_public_pems(&text).unwrap();
+    let kids: Vec<_> = auth.keys().iter().map(|k| k.kid()).collect();
+    assert_eq!(kids, [Some("old"), Some("new"), None]);
+
+    // Without kid, every key is tried.
+    for token in [
+        mint(Algorithm::RS256, None, PRIVATE_PEM, claims("a")),
+        mint(Algorithm::ES256, None, ES256_PRIVATE, claims("a")),
+        mint(Algorithm::EdDSA, None, ED25519_PRIVATE, claims("a")),
+    ] {
+        assert_eq!(check(&auth, &token).await.unwrap(), "a");
+    }
+    // A kid naming a key: that key alone.
+    let right = mint(Algorithm::ES256, Some("new"), ES256_PRIVATE, claims("b"));
+    assert_eq!(check(&auth, &right).await.unwrap(), "b");
+    let wrong = mint(Algorithm::RS256, Some("new"), PRIVATE_PEM, claims("b"));
+    assert!(matches!(check(&auth, &wrong).await, Err(VssError::Auth(_))));
+    // An unknown kid falls back to trying every key.
+    let unknown = mint(
+        Algorithm::RS256,
+        Some("elsewhere"),
+        PRIVATE_PEM,
+        claims("c"),
+    );
+    assert_eq!(check(&auth, &unknown).await.unwrap(), "c");
+    // A key outside the set never verifies.
+    let other = mint(Algorithm::RS256, None, OTHER_PRIVATE_PEM, claims("c"));
+    assert!(matches!(check(&auth, &other).await, Err(VssError::Auth(_))));
+}
+
+#[tokio::test]
+async fn an_issuer_when_configured_is_required_and_matched() {
+    let auth = JwtAuthorizer::from_rsa_pem(PUBLIC_PEM)
+        .unwrap()
+        .with_issuer("https://issuer.example")
+        .unwrap();
+    let good = mint(
+        Algorithm::RS256,
+        None,
+        PRIVATE_PEM,
+        json!({ "sub": "u", "exp": now() + 60, "iss": "https://issuer.example" }),
+    );
+    assert_eq!(check(&auth, &good).await.unwrap(), "u");
+    let other = mint(
+        Algorithm::RS256,
+        None,
+        PRIVATE_PEM,
+        json!({ "sub": "u", "exp": now() + 60, "iss": "https://evil.example" }),
+    );
+    let missing = mint(Algorithm::RS256, None, PRIVATE_PEM, claims("u"));
+    for token in [other, missing] {
+        assert!(matches!(check(&auth, &token).await, Err(VssError::Auth(_))));
+    }
+    assert_eq!(
+        JwtAuthorizer::from_rsa_pem(PUBLIC_PEM)
+            .unwrap()
+            .with_issuer("")
+            .unwrap_err(),
+        JwtConfigError::EmptyIssuer
+    );
+}
+
+#[test]
+fn unsupported_keys_are_refused_when_configured() {
+    // P-384 is not ES256.
+    assert!(matches!(
+        JwtKey::from_public_pem(P384_PUBLIC),
+        Err(JwtConfigError::InvalidKey(_))
+    ));
+    // from_rsa_pem keeps its meaning: RSA only.
+    assert!(JwtAuthorizer::from_rsa_pem(ES256_PUBLIC).is_err());
+    assert!(matches!(
+        JwtKey::parse_public_pems(&format!("{ES256_PUBLIC}\nstray text\n")),
+        Err(JwtConfigError::InvalidKey(_))
+    ));
+    assert!(JwtKey::parse_public_pems("").is_err());
+    assert_eq!(
+        JwtAuthorizer::new(vec![]).unwrap_err(),
+        JwtConfigError::NoKeys
+    );
+    assert!(matches!(
+        JwtKey::parse_public_pems(RSA1024_PUBLIC_PEM),
+        Err(JwtConfigError::KeyTooSmall { bits: 1024 })
+    ));
+}
+
+#[test]
+fn a_private_key_gives_its_public_half() {
+    for (pem, alg, sub) in [
+        (PRIVATE_PEM, Algorithm::RS256, "r"),
+        (ES256_PRIVATE, Algorithm::ES256, "e"),
+        (ED25519_PRIVATE, Algorithm::EdDSA, "d"),
+    ] {
+        let (public, signing) = JwtKey::from_private_pem(pem).unwrap();
+        assert_eq!(public.algorithm(), alg);
+        let token = jsonwebtoken::encode(&Header::new(alg), &claims(sub), &signing).unwrap();
+        let auth = JwtAuthorizer::new(vec![public]).unwrap();
+        assert_eq!(auth.verify(&token).unwrap().as_str(), sub);
+        let auth_other =
+            JwtAuthorizer::new(vec![JwtKey::from_private_pem(OTHER_PRIVATE_PEM).unwrap().0])
+                .unwrap();
+        assert!(auth_other.verify(&token).is_err());
+    }
+    assert!(JwtKey::from_private_pem(PUBLIC_PEM).is_err());
+}

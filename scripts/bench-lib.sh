@@ -1,0 +1,38 @@
+# Helpers shared by the benchmark scripts. Sourced, not run.
+
+# Builds the release binaries with the given server features (comma-separated).
+vss_bench_build() {
+  cargo build --release --quiet -p vss-bench -p vss-server --features "vss-server/$1"
+  vss_bench_bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
+}
+
+# Starts vss-server with the given flags on a free port; sets vss_server_pid and vss_server_url.
+vss_bench_start_server() {
+  local port log
+  port="$(vss_free_port)"
+  log="$vss_tmp/server-$port.log"
+  VSS_LOG_LEVEL=warn "$vss_bench_bin/vss-server" --bind-address "127.0.0.1:$port" "$@" >"$log" 2>&1 &
+  vss_server_pid=$!
+  vss_on_exit "kill $vss_server_pid"
+  vss_server_url="http://127.0.0.1:$port/vss"
+  if ! vss_wait_for 120 grep -q "listening on" "$log"; then
+    cat "$log" >&2
+    return 1
+  fi
+}
+
+# Stops the server started last.
+vss_bench_stop_server() {
+  kill "$vss_server_pid" 2>/dev/null || true
+  wait "$vss_server_pid" 2>/dev/null || true
+}
+
+# Requests per second of one vss-bench run (its JSON on stdin).
+vss_bench_rps() {
+  python3 -c 'import json,sys; runs=json.load(sys.stdin)["runs"]; print(sum(r["rps"] for r in runs)/len(runs))'
+}
+
+# Prints "min median max" of the numbers given as arguments.
+vss_bench_spread() {
+  python3 -c 'import sys,statistics as s; v=sorted(map(float,sys.argv[1:])); print(f"min {v[0]:.3f}  median {s.median(v):.3f}  max {v[-1]:.3f}")' "$@"
+}
