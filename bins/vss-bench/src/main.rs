@@ -4,6 +4,7 @@
 //! vss-bench run --url http://127.0.0.1:8080/vss --workload put --connections 1,64 --duration 10s
 //! vss-bench run --url http://A/vss --compare http://B/vss --workload get --rounds 3
 //! vss-bench chart --input results.json --output docs/throughput.svg
+//! vss-bench table --input results.json
 //! ```
 
 mod chart;
@@ -34,8 +35,8 @@ enum Command {
     Run(RunArgs),
     /// Draws throughput against connections from `run --json` outputs, as SVG.
     Chart {
-        /// JSON files written by `run --json`.
-        #[arg(long, required = true)]
+        /// JSON files written by `run --json` (one or more after the flag).
+        #[arg(long, required = true, num_args = 1..)]
         input: Vec<PathBuf>,
         /// The SVG file to write.
         #[arg(long)]
@@ -43,6 +44,12 @@ enum Command {
         /// The chart's title.
         #[arg(long, default_value = "VSS throughput")]
         title: String,
+    },
+    /// Prints a Markdown table of requests per second by connections from `run --json` outputs.
+    Table {
+        /// JSON files written by `run --json` (one or more after the flag).
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
     },
 }
 
@@ -183,6 +190,18 @@ async fn run(args: RunArgs) -> Result<Output, String> {
     Ok(output)
 }
 
+/// Reads the `run --json` outputs named on the command line.
+fn read_outputs(paths: &[PathBuf]) -> Result<Vec<Output>, String> {
+    paths
+        .iter()
+        .map(|path| {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str::<Output>(&text).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
 fn report(args: &RunArgs, result: &report::RunResult) {
     if !args.json {
         println!("{}", result.line());
@@ -207,16 +226,10 @@ async fn main() -> ExitCode {
             input,
             output,
             title,
-        } => input
-            .iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                serde_json::from_str::<Output>(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|outputs| chart::draw(&outputs, &output, &title)),
+        } => read_outputs(&input).and_then(|outputs| chart::draw(&outputs, &output, &title)),
+        Command::Table { input } => read_outputs(&input).map(|outputs| {
+            print!("{}", report::markdown_table(&outputs));
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

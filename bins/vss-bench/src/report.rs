@@ -152,3 +152,100 @@ pub struct Output {
     /// Comparisons, with `--compare`.
     pub comparisons: Vec<Comparison>,
 }
+
+/// A Markdown table of throughput: one row per (server, workload), one column per connection
+/// count, each cell the requests per second (the median when a point was measured more than once).
+pub fn markdown_table(outputs: &[Output]) -> String {
+    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+    let mut columns = std::collections::BTreeSet::new();
+    for run in outputs.iter().flat_map(|o| &o.runs) {
+        columns.insert(run.connections);
+        cells
+            .entry((run.server.clone(), run.workload.clone()))
+            .or_default()
+            .entry(run.connections)
+            .or_default()
+            .push(run.rps);
+    }
+    let mut text = String::from("| server | workload |");
+    let mut rule = String::from("|---|---|");
+    for connections in &columns {
+        text.push_str(&format!(" {connections} |"));
+        rule.push_str("---:|");
+    }
+    text.push('\n');
+    text.push_str(&rule);
+    text.push('\n');
+    for ((server, workload), points) in &cells {
+        text.push_str(&format!("| {server} | {workload} |"));
+        for connections in &columns {
+            match points.get(connections) {
+                Some(rps) => text.push_str(&format!(" {} |", thousands(median(rps)))),
+                None => text.push_str(" |"),
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `12345.6` as `12,346`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 && c.is_ascii_digit() {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(server: &str, workload: &str, connections: usize, rps: f64) -> RunResult {
+        RunResult {
+            server: server.into(),
+            workload: workload.into(),
+            connections,
+            rps,
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn table_has_a_column_per_connection_count_and_medians() {
+        let output = Output {
+            runs: vec![
+                run("sqlite", "get", 1, 1000.0),
+                run("sqlite", "get", 64, 20000.4),
+                run("sqlite", "put", 1, 900.0),
+                run("sqlite", "put", 1, 700.0),
+                run("sqlite", "put", 1, 800.0),
+            ],
+            comparisons: vec![],
+        };
+        let table = markdown_table(&[output]);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(lines[0], "| server | workload | 1 | 64 |");
+        assert_eq!(lines[2], "| sqlite | get | 1,000 | 20,000 |");
+        assert_eq!(lines[3], "| sqlite | put | 800 | |");
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+}

@@ -131,6 +131,22 @@ fn compare_and_chart() {
         svg.starts_with("<svg") && svg.contains("polyline"),
         "not a line chart: {svg:.200}"
     );
+    let table = Command::new(env!("CARGO_BIN_EXE_vss-bench"))
+        .args(["table", "--input"])
+        .arg(dir.join("runs.json"))
+        .output()
+        .unwrap();
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("| server | workload | 2 |"),
+        "not a table by connections: {table}"
+    );
+    // One row per server, each with a measured rate.
+    for url in &urls {
+        let row = format!("| {url} | put | ");
+        assert!(table.contains(&row), "no row for {url}: {table}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
     for server in servers {
         server.abort();

@@ -85,14 +85,14 @@ pub enum SqliteError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The pool of read connections could not be opened.
-    #[error("cannot open read connections to the SQLite database {path}: {source}")]
-    ReadPool {
+    /// A read-only connection could not be opened.
+    #[error("cannot open a read connection to the SQLite database {path}: {source}")]
+    ReadConnection {
         /// The database file.
         path: PathBuf,
         /// The cause.
         #[source]
-        source: r2d2::Error,
+        source: rusqlite::Error,
     },
     /// A thread could not be started or the opening task failed.
     #[error("cannot start the SQLite store for {path}: {reason}")]

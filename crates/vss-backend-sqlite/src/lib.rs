@@ -39,11 +39,13 @@
 //!
 //! Nothing blocks the async runtime:
 //!
-//! - **Reads** (`get`, `list_key_versions`) run on tokio's blocking threads,
-//!   each on one of [`SqliteConfig::read_connections`] read-only connections
-//!   of an r2d2 pool, concurrently with each other and with the writer (WAL
-//!   readers never wait for the writer). A listing's first page reads the
-//!   global version and then the keys inside one read transaction.
+//! - **Reads** (`get`, `list_key_versions`) go through a queue to
+//!   [`SqliteConfig::read_connections`] reader threads, each owning one
+//!   read-only connection; they run concurrently with each other and with the
+//!   writer (WAL readers never wait for the writer). A woken reader takes up to
+//!   eight queued reads at once, so under load one thread switch serves many
+//!   requests. A listing's first page reads the global version and then the
+//!   keys inside one read transaction.
 //! - **Writes** (`put`, `delete`) go through a queue to one writer thread that
 //!   owns the only read-write connection. It takes the first waiting request
 //!   plus whatever else is queued, up to [`SqliteConfig::max_batch`], and
@@ -95,6 +97,7 @@
 mod config;
 mod error;
 mod read;
+mod readers;
 mod schema;
 mod writer;
 
@@ -103,7 +106,6 @@ use std::sync::{Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use vss_core::proto::{
@@ -117,9 +119,8 @@ pub use config::{SqliteConfig, Synchronous};
 pub use error::SqliteError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
+use readers::Readers;
 use writer::{Command, WriteOp, WriteRequest};
-
-type ReadPool = r2d2::Pool<SqliteConnectionManager>;
 
 /// A VSS store in one SQLite file. See the [crate docs](crate) for its
 /// durability, threading model and schema.
@@ -129,7 +130,7 @@ pub struct SqliteStore {
     writes: mpsc::Sender<Command>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// `None` once closed.
-    readers: RwLock<Option<ReadPool>>,
+    readers: RwLock<Option<Readers>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -168,8 +169,6 @@ impl SqliteStore {
         if config.read_connections == 0 {
             return Err(invalid("read_connections must be at least 1"));
         }
-        let read_connections = u32::try_from(config.read_connections)
-            .map_err(|_| invalid("read_connections is too large"))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| SqliteError::CreateDir {
                 path: path.clone(),
@@ -179,7 +178,14 @@ impl SqliteStore {
         }
 
         let conn = open_writer(&config)?;
-        let readers = open_readers(&config, read_connections)?;
+        let read_connections = config.read_connections;
+        let readers = (0..read_connections)
+            .map(|_| open_reader(&config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let readers = Readers::start(readers).map_err(|e| SqliteError::Start {
+            path: path.clone(),
+            reason: format!("cannot start the reader threads: {e}"),
+        })?;
 
         let (writes, queue) = mpsc::channel(config.max_batch.saturating_mul(4).max(1024));
         let max_batch = config.max_batch;
@@ -232,20 +238,14 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, VssError> + Send + 'static,
     {
-        let pool = self
+        let jobs = self
             .readers
             .read()
-            .map_err(|_| VssError::internal("SQLite read pool lock poisoned"))?
-            .clone()
+            .map_err(|_| VssError::internal("SQLite readers lock poisoned"))?
+            .as_ref()
+            .map(Readers::handle)
             .ok_or_else(writer::closed)?;
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| VssError::internal(format!("no SQLite read connection: {e}")))?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| VssError::internal(format!("SQLite read task failed: {e}")))?
+        readers::read(&jobs, f).await
     }
 }
 
@@ -285,19 +285,19 @@ fn open_writer(config: &SqliteConfig) -> Result<Connection, SqliteError> {
     Ok(conn)
 }
 
-fn open_readers(config: &SqliteConfig, size: u32) -> Result<ReadPool, SqliteError> {
-    let busy_timeout = config.busy_timeout;
-    let manager = SqliteConnectionManager::file(&config.path)
-        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_init(move |conn| conn.busy_timeout(busy_timeout));
-    r2d2::Pool::builder()
-        .max_size(size)
-        .connection_timeout(config.busy_timeout.max(std::time::Duration::from_secs(1)))
-        .build(manager)
-        .map_err(|source| SqliteError::ReadPool {
-            path: config.path.clone(),
-            source,
-        })
+/// One read-only connection for a reader thread.
+fn open_reader(config: &SqliteConfig) -> Result<Connection, SqliteError> {
+    let failed = |source| SqliteError::ReadConnection {
+        path: config.path.clone(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        &config.path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.busy_timeout(config.busy_timeout).map_err(failed)?;
+    Ok(conn)
 }
 
 #[async_trait]
@@ -358,13 +358,15 @@ impl KvStore for SqliteStore {
     /// checkpoint the WAL, then stops the writer thread. Later calls fail with
     /// INTERNAL; closing again is a no-op.
     async fn close(&self) -> Result<(), VssError> {
-        // Dropping the pool closes the read connections once in-flight reads end.
-        drop(
-            self.readers
-                .write()
-                .map_err(|_| VssError::internal("SQLite read pool lock poisoned"))?
-                .take(),
-        );
+        // The reader threads finish the reads already queued, close their
+        // connections and end; they are joined below, after the writer.
+        let reader_threads = self
+            .readers
+            .write()
+            .map_err(|_| VssError::internal("SQLite readers lock poisoned"))?
+            .take()
+            .map(Readers::stop)
+            .unwrap_or_default();
         let (reply, answer) = oneshot::channel();
         if self.writes.send(Command::Close(reply)).await.is_err() {
             return Ok(()); // Already closed.
@@ -383,6 +385,14 @@ impl KvStore for SqliteStore {
                 .map_err(|e| VssError::internal(format!("joining the SQLite writer: {e}")))?
                 .map_err(|_| VssError::internal("the SQLite writer thread panicked"))?;
         }
+        tokio::task::spawn_blocking(move || {
+            reader_threads
+                .into_iter()
+                .try_for_each(|thread| thread.join())
+        })
+        .await
+        .map_err(|e| VssError::internal(format!("joining the SQLite readers: {e}")))?
+        .map_err(|_| VssError::internal("an SQLite reader thread panicked"))?;
         tracing::info!(path = %self.path.display(), "closed the SQLite store");
         result
     }

@@ -1,7 +1,7 @@
 //! Reads, run on the read-only connections of the pool.
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use vss_core::proto::{KeyValue, ListKeyVersionsResponse};
 use vss_core::validate::{ListPlan, ListedKey};
 use vss_core::{UserToken, VssError};
@@ -62,9 +62,9 @@ pub(crate) fn list(
     user: &UserToken,
     plan: &ListPlan,
 ) -> Result<ListKeyVersionsResponse, VssError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Deferred)
-        .map_err(db)?;
+    // A savepoint, not BEGIN: the reader may already hold a read transaction
+    // for its whole batch; either way both reads come from one snapshot.
+    let tx = conn.savepoint().map_err(db)?;
     let global_version = if plan.first_page {
         global_version(&tx, user, &plan.store_id)?
     } else {

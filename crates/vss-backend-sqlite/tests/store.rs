@@ -368,3 +368,67 @@ async fn concurrent_writers_each_get_their_own_answer() {
     assert_eq!(list_keys(&store, &u, None).await.len(), 65);
     store.close().await.unwrap();
 }
+
+/// Readers take several queued reads at once and run them in one read
+/// transaction: each read must still see every write acknowledged before it
+/// was asked, and its own user's data only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_reads_see_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path(), "reads", |c| c.read_connections(2)).await);
+    let tasks = (0..48u8).map(|i| {
+        let store = store.clone();
+        let u = user(&format!("user-{}", i % 4));
+        let key = format!("k{i}");
+        async move {
+            for version in 0..5i64 {
+                store
+                    .put(&u, put("s", None, vec![kv(&key, version, &[i])]))
+                    .await
+                    .unwrap();
+                // Reads queued beside the other tasks' reads and writes.
+                assert_eq!(
+                    get(&store, &u, &key).await.unwrap(),
+                    (version + 1, Bytes::from(vec![i])),
+                    "{key} after its write {version}"
+                );
+                let listed = list_keys(&store, &u, Some(&key)).await;
+                assert!(listed.contains(&key), "{key} not listed: {listed:?}");
+                assert!(matches!(
+                    get(&store, &user("nobody"), &key).await,
+                    Err(VssError::NoSuchKey(_))
+                ));
+            }
+        }
+    });
+    join_all(tasks.map(tokio::spawn))
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    store.close().await.unwrap();
+}
+
+/// Reads racing with close() are answered (with their value or INTERNAL), never left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_close_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path(), "close-race", |c| c).await);
+    let u = user("u");
+    store
+        .put(&u, put("s", None, vec![kv("k", 0, b"v")]))
+        .await
+        .unwrap();
+    let reads: Vec<_> = (0..200)
+        .map(|_| {
+            let (store, u) = (store.clone(), u.clone());
+            tokio::spawn(async move { get(&store, &u, "k").await })
+        })
+        .collect();
+    store.close().await.unwrap();
+    for read in reads {
+        match read.await.unwrap() {
+            Ok(found) => assert_eq!(found, (1, Bytes::from_static(b"v"))),
+            Err(err) => assert!(matches!(err, VssError::Internal(_)), "{err:?}"),
+        }
+    }
+}
