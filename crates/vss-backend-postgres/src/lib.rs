@@ -43,8 +43,12 @@
 //! - `vss_objects (user_token, store_id, key, version, sequence, value)`, primary
 //!   key `(user_token, store_id, key)`: gets, conditional writes and deletes are
 //!   single-row index operations.
-//! - Index `vss_objects_listing (user_token, store_id, sequence DESC) INCLUDE (key, version)`:
-//!   a listing page is a bounded, index-only range scan, newest first.
+//! - Index `vss_objects_by_sequence (user_token, store_id, sequence DESC) INCLUDE (key, version)
+//!   WHERE sequence > 0`: a listing page is a bounded, index-only range scan, newest
+//!   first. It is partial (every row qualifies) so that only listings, which say
+//!   `sequence > 0`, can use it: lookups by key always take the primary key, even on a
+//!   new table without statistics, where the planner could otherwise pick this index and
+//!   walk a whole store per get.
 //! - `sequence`: the creation order, strictly increasing per store. A put that
 //!   creates keys takes one value `n` of the global sequence `vss_creation_seq` and
 //!   gives its items `n * 1024 + index in the request`, so keys created together are

@@ -17,14 +17,21 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order; versions are 1, 2, 3, ...
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "objects, per-store global versions, creation sequence",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "objects, per-store global versions, creation sequence",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "listing index usable by listings only",
+        sql: include_str!("../migrations/0002_listing_index_only_for_listings.sql"),
+    },
+];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == SCHEMA_VERSION);
 

@@ -81,6 +81,10 @@ pub(crate) const DELETE_OBJECT: &str =
 pub(crate) const DELETE_OBJECT_VERSION: &str = "DELETE FROM vss_objects \
      WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4";
 
+// Listings say `sequence > 0` (true of every row) because the listing index is
+// partial on it: statements without it, every lookup by key, cannot use that index
+// and take the primary key even before the table has statistics (migration 0002).
+
 /// First page of a listing: the global version and up to `$3` keys, read by one
 /// statement and so from one snapshot. Always returns at least one row (with NULL
 /// key columns when the page is empty).
@@ -88,7 +92,7 @@ pub(crate) const LIST_FIRST: &str = "SELECT g.global_version, o.key, o.version, 
      FROM (SELECT COALESCE((SELECT s.global_version FROM vss_stores s \
         WHERE s.user_token = $1 AND s.store_id = $2), 0) AS global_version) AS g \
      LEFT JOIN LATERAL (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 \
+        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 \
         ORDER BY sequence DESC LIMIT $3) AS o ON true";
 
 /// [`LIST_FIRST`] with keys in the byte range `[$4, $5)` (a literal prefix and its successor).
@@ -96,17 +100,18 @@ pub(crate) const LIST_FIRST_PREFIX: &str = "SELECT g.global_version, o.key, o.ve
      FROM (SELECT COALESCE((SELECT s.global_version FROM vss_stores s \
         WHERE s.user_token = $1 AND s.store_id = $2), 0) AS global_version) AS g \
      LEFT JOIN LATERAL (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 AND key >= $4 AND key < $5 \
+        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND key >= $4 AND key < $5 \
         ORDER BY sequence DESC LIMIT $3) AS o ON true";
 
 /// A later page: up to `$4` keys created before sequence `$3`.
 pub(crate) const LIST_NEXT: &str = "SELECT key, version, sequence FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND sequence < $3 \
+     WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND sequence < $3 \
      ORDER BY sequence DESC LIMIT $4";
 
 /// [`LIST_NEXT`] with keys in the byte range `[$5, $6)`.
 pub(crate) const LIST_NEXT_PREFIX: &str = "SELECT key, version, sequence FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND sequence < $3 AND key >= $5 AND key < $6 \
+     WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND sequence < $3 \
+     AND key >= $5 AND key < $6 \
      ORDER BY sequence DESC LIMIT $4";
 
 /// The SQLSTATE `vss_require` raises.
@@ -145,5 +150,119 @@ mod tests {
         let succ = prefix_successor("é".as_bytes()).unwrap();
         assert!("é\u{10FFFF}".as_bytes() < succ.as_slice());
         assert!("ê".as_bytes() >= succ.as_slice());
+    }
+}
+
+/// The plans PostgreSQL makes for these statements on a table without statistics.
+#[cfg(test)]
+mod plans {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
+
+    use bytes::Bytes;
+    use vss_core::proto::{KeyValue, PutObjectRequest};
+    use vss_core::{KvStore, UserToken};
+
+    use super::*;
+    use crate::{PostgresConfig, PostgresStore};
+
+    /// Generic plans (as for prepared statements) of `sql` with the literal `args`.
+    async fn plan(client: &tokio_postgres::Client, name: &str, sql: &str, args: &str) -> String {
+        client
+            .batch_execute(&format!(
+                "PREPARE {name} AS {sql}; SET plan_cache_mode = force_generic_plan"
+            ))
+            .await
+            .unwrap();
+        client
+            .simple_query(&format!("EXPLAIN EXECUTE {name}({args})"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_by_key_take_the_primary_key_before_any_analyze() {
+        let Some(url) = vss_core::conformance::service_url("VSS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let mut config = PostgresConfig::from_url(&url).unwrap();
+        config.default_database = config.database.clone();
+        config.database = format!("vss_t_plans_{}", std::process::id());
+        config.create_database = true;
+        let store = PostgresStore::connect(config.clone()).await.unwrap();
+
+        let (host, port) = config.address.rsplit_once(':').unwrap();
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(host)
+            .port(port.parse().unwrap())
+            .user(&config.username)
+            .dbname(&config.database);
+        if let Some(password) = &config.password {
+            pg.password(password);
+        }
+        let (client, connection) = pg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        // No statistics for the whole test, as on a new table before autovacuum's first run.
+        client
+            .batch_execute("ALTER TABLE vss_objects SET (autovacuum_enabled = false)")
+            .await
+            .unwrap();
+        let user = UserToken::new("u").unwrap();
+        for chunk in 0..10 {
+            let items = (0..100)
+                .map(|i| KeyValue {
+                    key: format!("key-{chunk}-{i:03}"),
+                    version: -1,
+                    value: Bytes::from(vec![7u8; 1024]),
+                })
+                .collect();
+            let put = PutObjectRequest {
+                store_id: "s".into(),
+                global_version: None,
+                transaction_items: items,
+                delete_items: vec![],
+            };
+            store.put(&user, put).await.unwrap();
+        }
+
+        let by_key = [
+            ("get", GET, "'u', 's', 'key-1-001'"),
+            ("upd", UPDATE, "'u', 's', 'key-1-001', 1, 'v'"),
+            ("del", DELETE_OBJECT, "'u', 's', 'key-1-001'"),
+            ("delv", DELETE_OBJECT_VERSION, "'u', 's', 'key-1-001', 1"),
+            ("pdel", DELETE_EXISTING_IN_PUT, "'u', 's', 'key-1-001'"),
+            ("pdelv", DELETE_VERSION_IN_PUT, "'u', 's', 'key-1-001', 1"),
+        ];
+        for (name, sql, args) in by_key {
+            let plan = plan(&client, name, sql, args).await;
+            assert!(
+                plan.contains("vss_objects_pkey") && !plan.contains("vss_objects_by_sequence"),
+                "{name} does not look its key up by the primary key:\n{plan}"
+            );
+        }
+        let listings = [
+            ("lf", LIST_FIRST, "'u', 's', 100"),
+            ("lfp", LIST_FIRST_PREFIX, "'u', 's', 100, 'key-1', 'key-2'"),
+            ("ln", LIST_NEXT, "'u', 's', 1000000, 100"),
+            (
+                "lnp",
+                LIST_NEXT_PREFIX,
+                "'u', 's', 1000000, 100, 'key-1', 'key-2'",
+            ),
+        ];
+        for (name, sql, args) in listings {
+            let plan = plan(&client, name, sql, args).await;
+            assert!(
+                plan.contains("vss_objects_by_sequence"),
+                "{name} does not read the listing index:\n{plan}"
+            );
+        }
+        store.close().await.unwrap();
     }
 }
