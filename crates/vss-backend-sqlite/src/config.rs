@@ -54,7 +54,8 @@ pub struct SqliteConfig {
     /// Most write requests the writer commits in one transaction. Default: 256.
     /// `1` disables batching (one commit, and with `Full` one sync, per request).
     pub max_batch: usize,
-    /// Read-only connections serving `get` and `list` concurrently. Default: 4.
+    /// Reader threads, each with its own read-only connection, serving `get` and
+    /// `list` concurrently. Default: 4.
     pub read_connections: usize,
     /// How long a connection waits for a lock held by another process before
     /// the request fails with an internal error. Default: 5 s.
