@@ -387,15 +387,8 @@ pub async fn open(config: &BackendConfig) -> Result<Arc<dyn KvStore>, BackendErr
                 e => open_failed("redis", e),
             })?;
             let url = url_without_password(&settings.url);
+            // The store has already logged each durability warning once.
             tracing::info!(%url, "connected to Redis");
-            let warnings = store.durability_warnings();
-            if !warnings.is_empty() {
-                tracing::warn!(
-                    %url,
-                    "Redis may lose acknowledged writes: {}",
-                    warnings.join("; ")
-                );
-            }
             Ok(Arc::new(store))
         }
         #[cfg(feature = "dynamodb")]

@@ -1,5 +1,7 @@
 //! The real binary as a child process: what it does at startup and at signals.
 
+// The child-server helpers serve the SQLite tests only; other builds compile them unused.
+#![cfg_attr(not(feature = "sqlite"), allow(unused_imports, dead_code))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
 use std::path::Path;
