@@ -39,22 +39,10 @@ vss_bench_spread() {
   python3 -c 'import sys,statistics as s; v=sorted(map(float,sys.argv[1:])); print(f"min {v[0]:.3f}  median {s.median(v):.3f}  max {v[-1]:.3f}")' "$@"
 }
 
-# Starts a throwaway PostgreSQL with durable settings (fsync on, the defaults) under
-# $vss_tmp; sets vss_bench_pg_port and vss_bench_pg_bindir. Needs scripts/services/postgres.sh.
+# Starts a throwaway PostgreSQL with durable settings (fsync on) under $vss_tmp; sets
+# vss_bench_pg_port and vss_bench_pg_bindir. Needs scripts/services/postgres.sh.
 vss_bench_start_postgres() {
-  local dir="$vss_tmp/pg"
   vss_bench_pg_bindir="$(vss_pg_bindir)"
-  mkdir -p "$dir"
-  if [ "$(id -u)" -eq 0 ]; then chmod a+x "$vss_tmp"; chown postgres: "$dir"; fi
-  vss_pg_run "$vss_bench_pg_bindir/initdb" -D "$dir/data" --auth=trust -U postgres -E UTF8 >/dev/null
-  vss_bench_pg_port="$(vss_free_port)"
-  {
-    echo "listen_addresses = '127.0.0.1'"
-    echo "port = $vss_bench_pg_port"
-    echo "unix_socket_directories = '$dir'"
-    echo "max_connections = 300"
-    echo "shared_buffers = 256MB"
-  } >>"$dir/data/postgresql.conf"
-  vss_pg_run "$vss_bench_pg_bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
-  vss_on_exit "vss_pg_run '$vss_bench_pg_bindir/pg_ctl' -D '$dir/data' -m fast stop"
+  vss_pg_start_instance "$vss_bench_pg_bindir" bench durable
+  vss_bench_pg_port="$vss_pg_port"
 }

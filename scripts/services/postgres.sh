@@ -50,10 +50,11 @@ vss_pg_make_certs() {
   ) >/dev/null 2>&1
 }
 
-# Starts one throwaway cluster named $2 with the binaries in $1; with $3 = tls, also serves TLS.
+# Starts one throwaway cluster named $2 with the binaries in $1. $3 = tls also serves TLS;
+# $3 = durable keeps PostgreSQL's durable defaults (fsync on), for benchmarks.
 # Sets vss_pg_port and vss_pg_datadir.
 vss_pg_start_instance() {
-  local bindir="$1" name="$2" tls="${3:-}"
+  local bindir="$1" name="$2" mode="${3:-}"
   local dir="$vss_tmp/postgres-$name"
   mkdir -p "$dir"
   if [ "$(id -u)" -eq 0 ]; then
@@ -73,12 +74,16 @@ vss_pg_start_instance() {
     echo "port = $vss_pg_port"
     echo "unix_socket_directories = '$dir'"
     echo "max_connections = 300"
-    # Throwaway data: durability across a crash of the machine does not matter here
-    # (a clean restart still keeps every committed write).
-    echo "fsync = off"
-    echo "full_page_writes = off"
+    if [ "$mode" = durable ]; then
+      echo "shared_buffers = 256MB"
+    else
+      # Throwaway data: durability across a crash of the machine does not matter here
+      # (a clean restart still keeps every committed write).
+      echo "fsync = off"
+      echo "full_page_writes = off"
+    fi
   } >>"$vss_pg_datadir/postgresql.conf"
-  if [ "$tls" = "tls" ] && vss_pg_make_certs "$dir"; then
+  if [ "$mode" = "tls" ] && vss_pg_make_certs "$dir"; then
     if [ "$(id -u)" -eq 0 ]; then
       chown postgres: "$dir/server.key" "$dir/server.crt"
     fi

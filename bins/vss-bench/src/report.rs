@@ -113,17 +113,15 @@ pub struct Comparison {
 impl Comparison {
     /// Summarises per-round ratios.
     pub fn new(workload: &str, connections: usize, a: &str, b: &str, ratios: Vec<f64>) -> Self {
-        let mut sorted = ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        let pick = |i: usize| sorted.get(i).copied().unwrap_or(f64::NAN);
+        let (min, median, max) = spread(&ratios);
         Comparison {
             workload: workload.to_string(),
             connections,
             a: a.to_string(),
             b: b.to_string(),
-            min: pick(0),
-            median: pick(sorted.len() / 2),
-            max: pick(sorted.len().saturating_sub(1)),
+            min,
+            median,
+            max,
             ratios,
         }
     }
@@ -180,7 +178,7 @@ pub fn markdown_table(outputs: &[Output]) -> String {
         text.push_str(&format!("| {server} | {workload} |"));
         for connections in &columns {
             match points.get(connections) {
-                Some(rps) => text.push_str(&format!(" {} |", thousands(median(rps)))),
+                Some(rps) => text.push_str(&format!(" {} |", thousands(spread(rps).1))),
                 None => text.push_str(" |"),
             }
         }
@@ -189,10 +187,16 @@ pub fn markdown_table(outputs: &[Output]) -> String {
     text
 }
 
-fn median(values: &[f64]) -> f64 {
+/// Smallest, median (the upper one of an even count) and largest of `values`; NaN when empty.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+    let pick = |i: usize| sorted.get(i).copied().unwrap_or(f64::NAN);
+    (
+        pick(0),
+        pick(sorted.len() / 2),
+        pick(sorted.len().saturating_sub(1)),
+    )
 }
 
 /// `12345.6` as `12,346`.

@@ -165,12 +165,10 @@ mod plans {
     use super::*;
     use crate::{PostgresConfig, PostgresStore};
 
-    /// Generic plans (as for prepared statements) of `sql` with the literal `args`.
+    /// The plan of `sql` prepared as `name`, executed with the literal `args`.
     async fn plan(client: &tokio_postgres::Client, name: &str, sql: &str, args: &str) -> String {
         client
-            .batch_execute(&format!(
-                "PREPARE {name} AS {sql}; SET plan_cache_mode = force_generic_plan"
-            ))
+            .batch_execute(&format!("PREPARE {name} AS {sql}"))
             .await
             .unwrap();
         client
@@ -208,9 +206,13 @@ mod plans {
         }
         let (client, connection) = pg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        // No statistics for the whole test, as on a new table before autovacuum's first run.
+        // No statistics for the whole test, as on a new table before autovacuum's first
+        // run; and the plans a prepared statement gets after its first executions.
         client
-            .batch_execute("ALTER TABLE vss_objects SET (autovacuum_enabled = false)")
+            .batch_execute(
+                "ALTER TABLE vss_objects SET (autovacuum_enabled = false);
+                 SET plan_cache_mode = force_generic_plan",
+            )
             .await
             .unwrap();
         let user = UserToken::new("u").unwrap();

@@ -113,13 +113,10 @@ fn run(mut conn: Connection, queue: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-/// Runs a statement without results; logs and returns false when it fails.
+/// Runs a statement of the reader's own; logs and returns false when it fails.
 fn exec(conn: &Connection, sql: &str) -> bool {
-    match conn
-        .prepare_cached(sql)
-        .and_then(|mut statement| statement.execute([]))
-    {
-        Ok(_) => true,
+    match crate::writer::exec(conn, sql) {
+        Ok(()) => true,
         Err(err) => {
             tracing::error!(error = %err, sql, "SQLite reader statement failed");
             false

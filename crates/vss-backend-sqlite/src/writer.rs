@@ -110,7 +110,8 @@ fn shutdown(conn: &mut Connection) -> Result<(), VssError> {
     Ok(())
 }
 
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// Runs a statement without results (cached, as every statement here runs often).
+pub(crate) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
