@@ -33,10 +33,8 @@ use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, ErrorResponse, GetObjectRequest, GetObjectResponse,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
+use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use vss_core::{KvStore, StoreLimits, UserToken, VssError};
-
-/// The header every VSS response must carry, and its only accepted value.
-pub const PROTOCOL_VERSION_HEADER: (&str, &str) = ("vss-protocol-version", "0");
 
 /// Why a client could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,12 +162,13 @@ impl HttpStore {
         &self.base_url
     }
 
-    /// Posts `req` to `{base}/{method}` and decodes the answer.
-    pub async fn call<Req, Resp>(&self, method: &str, req: &Req) -> Result<Resp, VssError>
+    /// Posts `req` to `{base}/{operation}` and decodes the answer.
+    pub async fn call<Req, Resp>(&self, operation: Operation, req: &Req) -> Result<Resp, VssError>
     where
         Req: Message,
         Resp: Message + Default,
     {
+        let method = operation.name();
         match tokio::time::timeout(self.timeout, self.call_once(method, req)).await {
             Ok(result) => result,
             Err(_) => Err(VssError::internal(format!(
@@ -215,7 +214,7 @@ pub fn decode_answer<Resp: Message + Default>(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Resp, VssError> {
-    let (name, expected) = PROTOCOL_VERSION_HEADER;
+    let (name, expected) = (PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION);
     match headers.get(name) {
         Some(v) if v == expected => {}
         other => {
@@ -264,7 +263,7 @@ impl KvStore for HttpStore {
         _user: &UserToken,
         req: GetObjectRequest,
     ) -> Result<GetObjectResponse, VssError> {
-        self.call("getObject", &req).await
+        self.call(Operation::GetObject, &req).await
     }
 
     async fn put(
@@ -272,7 +271,7 @@ impl KvStore for HttpStore {
         _user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
-        self.call("putObjects", &req).await
+        self.call(Operation::PutObjects, &req).await
     }
 
     async fn delete(
@@ -280,7 +279,7 @@ impl KvStore for HttpStore {
         _user: &UserToken,
         req: DeleteObjectRequest,
     ) -> Result<DeleteObjectResponse, VssError> {
-        self.call("deleteObject", &req).await
+        self.call(Operation::DeleteObject, &req).await
     }
 
     async fn list_key_versions(
@@ -288,7 +287,7 @@ impl KvStore for HttpStore {
         _user: &UserToken,
         req: ListKeyVersionsRequest,
     ) -> Result<ListKeyVersionsResponse, VssError> {
-        self.call("listKeyVersions", &req).await
+        self.call(Operation::ListKeyVersions, &req).await
     }
 
     fn limits(&self) -> StoreLimits {

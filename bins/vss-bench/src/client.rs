@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::net::TcpStream;
 use vss_core::proto::{ErrorCode, ErrorResponse};
+use vss_core::protocol::Operation;
 
 /// Where a server lives and how to talk to it.
 #[derive(Debug, Clone)]
@@ -105,12 +106,12 @@ impl Connection {
     /// Sends one request and decodes the answer.
     pub async fn call<Req: Message, Resp: Message + Default>(
         &mut self,
-        method: &str,
+        operation: Operation,
         request: &Req,
     ) -> Result<Resp, CallError> {
         let mut builder = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/{method}", self.target.base_path))
+            .uri(format!("{}/{operation}", self.target.base_path))
             .header(HOST, self.target.authority.as_str())
             .header(CONTENT_TYPE, "application/octet-stream");
         for (name, value) in &self.target.headers {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use vss_core::proto::*;
+use vss_core::protocol::Operation;
 
 use crate::client::{CallError, Connection, Target};
 use crate::report::RunResult;
@@ -101,7 +102,7 @@ pub async fn prepare(target: &Target, params: &Params) -> Result<Prepared, Strin
                         .collect(),
                     delete_items: vec![],
                 };
-                conn.call::<_, PutObjectResponse>("putObjects", &req)
+                conn.call::<_, PutObjectResponse>(Operation::PutObjects, &req)
                     .await?;
             }
             Ok::<(), CallError>(())
@@ -174,7 +175,7 @@ impl Worker {
             key,
         };
         self.conn
-            .call::<_, GetObjectResponse>("getObject", &req)
+            .call::<_, GetObjectResponse>(Operation::GetObject, &req)
             .await
             .map(|_| ())
     }
@@ -197,7 +198,7 @@ impl Worker {
             delete_items: vec![],
         };
         self.conn
-            .call::<_, PutObjectResponse>("putObjects", &req)
+            .call::<_, PutObjectResponse>(Operation::PutObjects, &req)
             .await
             .map(|_| ())
     }
@@ -209,7 +210,8 @@ impl Worker {
             page_size: Some(LIST_PAGE),
             page_token: self.page_token.take(),
         };
-        let resp: ListKeyVersionsResponse = self.conn.call("listKeyVersions", &req).await?;
+        let resp: ListKeyVersionsResponse =
+            self.conn.call(Operation::ListKeyVersions, &req).await?;
         self.page_token = resp.next_page_token.filter(|t| !t.is_empty());
         Ok(())
     }
@@ -223,7 +225,7 @@ impl Worker {
         let req = GetObjectRequest { store_id, key };
         match self
             .conn
-            .call::<_, GetObjectResponse>("getObject", &req)
+            .call::<_, GetObjectResponse>(Operation::GetObject, &req)
             .await
         {
             Ok(resp) => self.version = resp.value.map(|v| v.version).unwrap_or(0),

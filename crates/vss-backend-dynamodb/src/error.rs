@@ -16,7 +16,7 @@ pub enum DynamoDbError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The table does not exist and `create_table` is off.
+    /// The table is missing and `create_table` is off.
     #[error("table `{0}` does not exist (set create_table to create it)")]
     NoTable(String),
     /// A DynamoDB request failed.

@@ -159,7 +159,12 @@ impl DynamoDbStore {
                 )));
             }
             let observed = self.observe(pk, plan).await.map_err(Failure::Definite)?;
-            check(plan, &observed).map_err(Failure::Definite)?;
+            // The client's conditions against what was read: CONFLICT if any fails already.
+            plan.check(
+                || Ok(observed.global_version.unwrap_or(0)),
+                |key| Ok(observed.version_of(key)),
+            )
+            .map_err(Failure::Definite)?;
             let (actions, roles) = self
                 .transaction(pk, plan, storage, &observed)
                 .map_err(Failure::Definite)?;
@@ -439,27 +444,6 @@ fn remember(observed: &mut Observed, item: &HashMap<String, AttributeValue>) -> 
         observed
             .records
             .insert(key.to_string(), Current { version, chunks });
-    }
-    Ok(())
-}
-
-/// The client's conditions against what was read: CONFLICT if any fails already.
-fn check(plan: &PutPlan, observed: &Observed) -> Result<(), VssError> {
-    if let Some(expected) = plan.global_version {
-        let stored = observed.global_version.unwrap_or(0);
-        if stored != expected {
-            return Err(plan.global_version_conflict(stored));
-        }
-    }
-    for write in &plan.writes {
-        if !write.condition.holds(observed.version_of(&write.key)) {
-            return Err(validate::write_conflict(&write.key));
-        }
-    }
-    for delete in &plan.deletes {
-        if !delete.condition.holds(observed.version_of(&delete.key)) {
-            return Err(validate::delete_conflict(&delete.key));
-        }
     }
     Ok(())
 }

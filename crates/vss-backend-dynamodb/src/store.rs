@@ -14,7 +14,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use bytes::Bytes;
-use vss_core::page::PageToken;
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
@@ -261,7 +260,7 @@ impl KvStore for DynamoDbStore {
                     version,
                     value,
                 },
-                None => return Err(VssError::NoSuchKey(format!("key `{key}` does not exist"))),
+                None => return Err(VssError::no_such_key(&key)),
             },
         };
         Ok(GetObjectResponse { value: Some(value) })
@@ -333,7 +332,8 @@ impl KvStore for DynamoDbStore {
         } else {
             0
         };
-        if plan.limit == 0 {
+        // Page size 0 reads no keys (and DynamoDB refuses a Limit of 0).
+        if plan.fetch_limit() == 0 {
             return Ok(plan.respond(Vec::new(), global_version));
         }
 
@@ -388,7 +388,10 @@ impl KvStore for DynamoDbStore {
                 sequence,
             });
         }
-        let last_evaluated = match out.last_evaluated_key() {
+        // The query stops at its Limit of evaluated items (before the prefix
+        // filter) or at 1 MB: then its last evaluated item is where it stopped,
+        // and the listing resumes below it even when the filter kept nothing.
+        let stopped_at = match out.last_evaluated_key() {
             Some(key) => Some(
                 get_num::<i64>(key, SEQ)
                     .map_err(VssError::internal)?
@@ -396,20 +399,7 @@ impl KvStore for DynamoDbStore {
             ),
             None => None,
         };
-        let page_is_full = rows.len() > plan.limit;
-        let mut response = plan.respond_with(rows, last_evaluated.is_some(), global_version);
-        if let (false, Some(sequence)) = (page_is_full, last_evaluated) {
-            // The filter dropped rows or the query stopped early: go on after the
-            // last item the query looked at, not only after the last row kept,
-            // so a page of filtered-out items still moves the listing forward.
-            response.next_page_token = Some(
-                PageToken {
-                    before_sequence: sequence,
-                }
-                .encode(user, &plan.store_id, &plan.prefix),
-            );
-        }
-        Ok(response)
+        Ok(plan.respond_scanned(rows, stopped_at, global_version))
     }
 
     fn limits(&self) -> StoreLimits {

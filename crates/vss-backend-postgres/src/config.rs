@@ -67,7 +67,7 @@ pub struct PostgresConfig {
     pub database: String,
     /// The database to connect to when `database` must be created (usually `postgres`).
     pub default_database: String,
-    /// Whether to create `database` (connecting to `default_database`) when it does not exist.
+    /// Whether to create `database` (connecting to `default_database`) when it is missing.
     /// The user then needs the `CREATEDB` privilege.
     pub create_database: bool,
     /// TLS to the database.

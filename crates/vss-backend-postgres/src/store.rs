@@ -318,7 +318,7 @@ impl KvStore for PostgresStore {
                     .query_opt(&statement, &[&user_bytes, &store, &key.as_bytes()])
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| VssError::NoSuchKey(format!("key `{key}` does not exist")))?;
+                    .ok_or_else(|| VssError::no_such_key(&key))?;
                 let version: i64 = row.try_get(0).map_err(internal)?;
                 let value: Vec<u8> = row.try_get(1).map_err(internal)?;
                 KeyValue {
@@ -511,7 +511,7 @@ impl KvStore for PostgresStore {
     }
 }
 
-/// Creates the VSS database from the default database when it does not exist.
+/// Creates the VSS database from the default database when it is missing.
 /// Servers starting together may race: losing the race is success.
 async fn create_database_if_missing(
     config: &PostgresConfig,

@@ -7,7 +7,6 @@ use fred::interfaces::{ClientLike, ClusterInterface, HashesInterface};
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::scripts::Script;
 use fred::types::{Key, Value};
-use vss_core::page::PageToken;
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
@@ -314,9 +313,7 @@ impl KvStore for RedisStore {
                     .map_err(|e| VssError::internal(format!("redis get: {e}")))?;
                 let mut parts = array(answer, "get")?.into_iter();
                 let (version, value) = match (parts.next(), parts.next()) {
-                    (Some(Value::Null), _) | (None, _) => {
-                        return Err(VssError::NoSuchKey(format!("key `{key}` does not exist")))
-                    }
+                    (Some(Value::Null), _) | (None, _) => return Err(VssError::no_such_key(&key)),
                     (Some(version), Some(value)) => {
                         (decimal(version, "version")?, bytes(value, "value")?)
                     }
@@ -433,11 +430,7 @@ impl KvStore for RedisStore {
             Some(before) => format!("({before}"),
             None => "+inf".to_string(),
         };
-        let wanted = if plan.limit == 0 {
-            0
-        } else {
-            plan.fetch_limit()
-        };
+        let wanted = plan.fetch_limit();
         let args = vec![
             Value::from(upper),
             Value::from(plan.prefix.as_str()),
@@ -460,20 +453,13 @@ impl KvStore for RedisStore {
             });
         }
 
-        if stopped_at.is_empty() {
-            return Ok(plan.respond(rows, global_version));
-        }
-        // The scan budget ran out before the page filled: everything down to
-        // `stopped_at` was looked at, so the next page starts below it.
-        let stopped_at = decimal(Value::from(stopped_at), "list position")?;
-        let mut response = plan.respond_with(rows, true, global_version);
-        response.next_page_token = Some(
-            PageToken {
-                before_sequence: stopped_at,
-            }
-            .encode(user, &plan.store_id, &plan.prefix),
-        );
-        Ok(response)
+        // When the scan budget ran out before the page filled, everything down
+        // to `stopped_at` was looked at, so the next page starts below it.
+        let stopped_at = match stopped_at.as_str() {
+            "" => None,
+            position => Some(decimal(Value::from(position), "list position")?),
+        };
+        Ok(plan.respond_scanned(rows, stopped_at, global_version))
     }
 
     fn limits(&self) -> StoreLimits {

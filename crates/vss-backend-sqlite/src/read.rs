@@ -51,7 +51,7 @@ pub(crate) fn get(
             version,
             value: Bytes::from(value),
         }),
-        None => Err(VssError::NoSuchKey(format!("key `{key}` does not exist"))),
+        None => Err(VssError::no_such_key(&key)),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
-use vss_core::validate::{self, DeletePlan, PutPlan};
+use vss_core::validate::{DeletePlan, PutPlan};
 use vss_core::{UserToken, VssError};
 
 /// A change the writer applies.
@@ -50,6 +50,12 @@ enum Refusal {
 impl From<rusqlite::Error> for Refusal {
     fn from(err: rusqlite::Error) -> Self {
         Refusal::Database(err)
+    }
+}
+
+impl From<VssError> for Refusal {
+    fn from(err: VssError) -> Self {
+        Refusal::Rejected(err)
     }
 }
 
@@ -201,32 +207,18 @@ fn current_version(
 /// Checks every condition of the plan, then applies all of it.
 fn apply_put(conn: &Connection, user: &UserToken, plan: &PutPlan) -> Result<(), Refusal> {
     let (u, s) = (user.as_str(), plan.store_id.as_str());
-    if let Some(expected) = plan.global_version {
-        let stored: i64 = conn
-            .prepare_cached(
-                "SELECT global_version FROM vss_stores WHERE user_token = ?1 AND store_id = ?2",
-            )?
-            .query_row(params![u, s], |row| row.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if stored != expected {
-            return Err(Refusal::Rejected(plan.global_version_conflict(stored)));
-        }
-    }
-    let mut current = Vec::with_capacity(plan.writes.len());
-    for write in &plan.writes {
-        let version = current_version(conn, user, s, &write.key)?;
-        if !write.condition.holds(version) {
-            return Err(Refusal::Rejected(validate::write_conflict(&write.key)));
-        }
-        current.push(version);
-    }
-    for delete in &plan.deletes {
-        let version = current_version(conn, user, s, &delete.key)?;
-        if !delete.condition.holds(version) {
-            return Err(Refusal::Rejected(validate::delete_conflict(&delete.key)));
-        }
-    }
+    let current = plan.check::<Refusal>(
+        || {
+            let stored = conn
+                .prepare_cached(
+                    "SELECT global_version FROM vss_stores WHERE user_token = ?1 AND store_id = ?2",
+                )?
+                .query_row(params![u, s], |row| row.get(0))
+                .optional()?;
+            Ok(stored.unwrap_or(0))
+        },
+        |key| Ok(current_version(conn, user, s, key)?),
+    )?;
 
     // New keys get the next creation sequences of the store, in request order.
     // At most a thousand items, so the count fits.
@@ -318,7 +310,7 @@ mod tests {
                 .collect(),
             delete_items: vec![],
         };
-        validate::put(req, &StoreLimits::default()).unwrap()
+        vss_core::validate::put(req, &StoreLimits::default()).unwrap()
     }
 
     fn request(plan: PutPlan) -> (WriteRequest, oneshot::Receiver<Result<(), VssError>>) {

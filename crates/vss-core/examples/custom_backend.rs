@@ -108,7 +108,7 @@ impl KvStore for OrderedMapBackend {
             }
             GetTarget::Key(key) => {
                 let (version, value, _) = record(&map, user, &req.store_id, &key)
-                    .ok_or_else(|| VssError::NoSuchKey(format!("key `{key}` does not exist")))?;
+                    .ok_or_else(|| VssError::no_such_key(&key))?;
                 KeyValue {
                     key,
                     version,
@@ -129,25 +129,10 @@ impl KvStore for OrderedMapBackend {
         // The lock is this toy's transaction: check everything, then write everything.
         let mut map = self.map.lock().await;
         let (global_version, mut last_sequence) = meta(&map, user, store);
-        if plan.global_version.is_some_and(|g| g != global_version) {
-            return Err(plan.global_version_conflict(global_version));
-        }
-        for w in &plan.writes {
-            if !w
-                .condition
-                .holds(record(&map, user, store, &w.key).map(|r| r.0))
-            {
-                return Err(validate::write_conflict(&w.key));
-            }
-        }
-        for d in &plan.deletes {
-            if !d
-                .condition
-                .holds(record(&map, user, store, &d.key).map(|r| r.0))
-            {
-                return Err(validate::delete_conflict(&d.key));
-            }
-        }
+        plan.check(
+            || Ok::<_, VssError>(global_version),
+            |key| Ok(record(&map, user, store, key).map(|r| r.0)),
+        )?;
         for w in &plan.writes {
             // An existing key keeps its creation sequence, so its place in listings.
             let sequence = match record(&map, user, store, &w.key) {
@@ -191,7 +176,7 @@ impl KvStore for OrderedMapBackend {
         let plan = validate::delete(req)?;
         let mut map = self.map.lock().await;
         if let Some((version, _, sequence)) = record(&map, user, &plan.store_id, &plan.key) {
-            if plan.version.is_none_or(|v| v == version) {
+            if plan.matches(Some(version)) {
                 map.remove(&sequence_key(user, &plan.store_id, sequence));
                 map.remove(&record_key(user, &plan.store_id, &plan.key));
             }
@@ -208,32 +193,31 @@ impl KvStore for OrderedMapBackend {
         let map = self.map.lock().await;
         // The global version is read first, as the contract requires.
         let (global_version, _) = meta(&map, user, &plan.store_id);
+        // Walk the sequence index backwards from the page token: newest first,
+        // until the plan has its rows (none at all for page size 0).
         let mut rows = Vec::new();
-        if plan.limit > 0 {
-            // Walk the sequence index backwards from the page token: newest first.
-            let from = sequence_key(user, &plan.store_id, 0);
-            let to = sequence_key(
-                user,
-                &plan.store_id,
-                plan.before_sequence.unwrap_or(i64::MAX),
-            );
-            for (_, row) in map.range(from..to).rev() {
-                let Row::BySequence { key } = row else {
-                    continue;
-                };
-                if !plan.matches(key) {
-                    continue;
-                }
-                if let Some((version, _, sequence)) = record(&map, user, &plan.store_id, key) {
-                    rows.push(ListedKey {
-                        key: key.clone(),
-                        version,
-                        sequence,
-                    });
-                }
-                if rows.len() == plan.fetch_limit() {
-                    break;
-                }
+        let from = sequence_key(user, &plan.store_id, 0);
+        let to = sequence_key(
+            user,
+            &plan.store_id,
+            plan.before_sequence.unwrap_or(i64::MAX),
+        );
+        for (_, row) in map.range(from..to).rev() {
+            if rows.len() == plan.fetch_limit() {
+                break;
+            }
+            let Row::BySequence { key } = row else {
+                continue;
+            };
+            if !plan.matches(key) {
+                continue;
+            }
+            if let Some((version, _, sequence)) = record(&map, user, &plan.store_id, key) {
+                rows.push(ListedKey {
+                    key: key.clone(),
+                    version,
+                    sequence,
+                });
             }
         }
         Ok(plan.respond(rows, global_version))

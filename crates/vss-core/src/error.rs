@@ -9,7 +9,7 @@ use crate::proto::{ErrorCode, ErrorResponse};
 /// sends it to a client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VssError {
-    /// The key does not exist (HTTP 404, `NO_SUCH_KEY_EXCEPTION`).
+    /// The key is not stored (HTTP 404, `NO_SUCH_KEY_EXCEPTION`).
     #[error("no such key: {0}")]
     NoSuchKey(String),
     /// A version or existence condition did not hold; nothing was written
@@ -32,6 +32,12 @@ pub enum VssError {
 pub const INTERNAL_ERROR_MESSAGE: &str = "internal server error";
 
 impl VssError {
+    /// The NO_SUCH_KEY answer for `key`, which is not stored. Every backend
+    /// answers a missing key with this one message.
+    pub fn no_such_key(key: &str) -> Self {
+        VssError::NoSuchKey(format!("key `{key}` does not exist"))
+    }
+
     /// An internal error carrying `cause` for the logs (it is never sent to clients).
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         VssError::Internal(cause.to_string())

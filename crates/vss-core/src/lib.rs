@@ -11,6 +11,7 @@
 //! - [`validate`]: every request rule, turning requests into plans a backend
 //!   applies ([`validate::PutPlan`], [`validate::ListPlan`]);
 //! - [`page`]: the opaque page tokens of listings;
+//! - [`protocol`]: the four calls by name and the protocol version header;
 //! - [`MemoryStore`]: the reference implementation;
 //! - `conformance` (feature `conformance`): the test suite every backend must pass.
 //!
@@ -24,23 +25,24 @@
 //!   ([`validate::global_version_key_value`]); a missing key is
 //!   [`VssError::NoSuchKey`].
 //! - `put`: [`validate::put`] returns a [`validate::PutPlan`]. In one
-//!   transaction, check `plan.global_version` against the stored one and every
-//!   item's [`validate::WriteCondition::holds`] /
-//!   [`validate::DeleteCondition::holds`]; on the first failure answer the
-//!   matching CONFLICT ([`validate::PutPlan::global_version_conflict`],
-//!   [`validate::write_conflict`], [`validate::delete_conflict`]) and write
-//!   nothing. Otherwise store each write with
+//!   transaction, run its check phase, [`validate::PutPlan::check`], with the
+//!   stored global version and each key's stored version: it answers the first
+//!   CONFLICT in the order every backend reports, and then nothing may be
+//!   written. Otherwise store each write with
 //!   [`validate::WriteCondition::new_version`], give keys that did not exist
 //!   the next creation sequence of the store (in request order; existing keys
 //!   keep theirs), apply the deletes, and raise the global version by one if
 //!   it was given.
-//! - `delete`: [`validate::delete`]; delete when the version matches (or is
-//!   `None`), and succeed either way.
+//! - `delete`: [`validate::delete`]; delete when
+//!   [`validate::DeletePlan::matches`] the stored version, and succeed either way.
+//! - `get` of a missing key answers [`VssError::no_such_key`].
 //! - `list_key_versions`: [`validate::list`] returns a [`validate::ListPlan`].
 //!   Read the global version first, then up to [`validate::ListPlan::fetch_limit`]
 //!   keys of the store matching the prefix literally, with creation sequence
 //!   below `plan.before_sequence`, newest first; answer with
-//!   [`validate::ListPlan::respond`], which cuts the page and makes the token.
+//!   [`validate::ListPlan::respond`], which cuts the page and makes the token
+//!   (or [`validate::ListPlan::respond_scanned`] when a bounded scan may stop
+//!   early: it says where to resume).
 //! - Any database failure is [`VssError::Internal`], never a conflict or a
 //!   missing key: clients retry internal errors and believe the others.
 //!
@@ -64,6 +66,7 @@ mod error;
 mod limits;
 mod memory;
 pub mod page;
+pub mod protocol;
 mod store;
 mod user;
 pub mod validate;

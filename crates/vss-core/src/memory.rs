@@ -79,7 +79,7 @@ impl KvStore for MemoryStore {
             GetTarget::Key(key) => {
                 let record = store
                     .and_then(|s| s.records.get(&key))
-                    .ok_or_else(|| VssError::NoSuchKey(format!("key `{key}` does not exist")))?;
+                    .ok_or_else(|| VssError::no_such_key(&key))?;
                 KeyValue {
                     key,
                     version: record.version,
@@ -102,23 +102,10 @@ impl KvStore for MemoryStore {
             .or_default();
 
         // Check every condition before changing anything: all or nothing.
-        if let Some(expected) = plan.global_version {
-            if store.global_version != expected {
-                return Err(plan.global_version_conflict(store.global_version));
-            }
-        }
-        for write in &plan.writes {
-            let current = store.records.get(&write.key).map(|r| r.version);
-            if !write.condition.holds(current) {
-                return Err(validate::write_conflict(&write.key));
-            }
-        }
-        for delete in &plan.deletes {
-            let current = store.records.get(&delete.key).map(|r| r.version);
-            if !delete.condition.holds(current) {
-                return Err(validate::delete_conflict(&delete.key));
-            }
-        }
+        plan.check(
+            || Ok::<_, VssError>(store.global_version),
+            |key| Ok(store.records.get(key).map(|r| r.version)),
+        )?;
 
         for write in plan.writes {
             let version = write.condition.new_version();
@@ -158,13 +145,8 @@ impl KvStore for MemoryStore {
     ) -> Result<DeleteObjectResponse, VssError> {
         let plan = validate::delete(req)?;
         let mut stores = self.lock()?;
-        if let Some(store) = stores.get_mut(&(user.clone(), plan.store_id)) {
-            let matches = match (store.records.get(&plan.key), plan.version) {
-                (Some(_), None) => true,
-                (Some(record), Some(v)) => record.version == v,
-                (None, _) => false,
-            };
-            if matches {
+        if let Some(store) = stores.get_mut(&(user.clone(), plan.store_id.clone())) {
+            if plan.matches(store.records.get(&plan.key).map(|r| r.version)) {
                 store.records.remove(&plan.key);
             }
         }

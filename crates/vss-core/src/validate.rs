@@ -112,7 +112,7 @@ impl WriteCondition {
     }
 
     /// Whether the condition holds when the key's current version is `current`
-    /// (`None` when the key does not exist).
+    /// (`None` when the key is not stored).
     pub fn holds(self, current: Option<i64>) -> bool {
         match self {
             WriteCondition::MustNotExist => current.is_none(),
@@ -194,6 +194,47 @@ pub struct PutPlan {
 }
 
 impl PutPlan {
+    /// The check phase of a put, in the one order every backend reports:
+    /// the global version first, then each write's condition, then each
+    /// delete's, each in request order. The first that fails is the answer
+    /// (a CONFLICT, converted into the caller's error type `E`) and nothing may
+    /// be written.
+    ///
+    /// `stored_global_version` is asked only when the plan carries a global
+    /// version (0 for a store never written); `current_version` answers a key's
+    /// stored version (`None` when it is not stored), once per item. Either
+    /// may fail with the backend's own error, which is passed on unchanged.
+    ///
+    /// On success, answers the current version of each write, in request order:
+    /// `None` marks the keys this put creates (they take the next creation
+    /// sequences of the store, in this order).
+    pub fn check<E: From<VssError>>(
+        &self,
+        stored_global_version: impl FnOnce() -> Result<i64, E>,
+        mut current_version: impl FnMut(&str) -> Result<Option<i64>, E>,
+    ) -> Result<Vec<Option<i64>>, E> {
+        if let Some(expected) = self.global_version {
+            let stored = stored_global_version()?;
+            if stored != expected {
+                return Err(self.global_version_conflict(stored).into());
+            }
+        }
+        let mut current = Vec::with_capacity(self.writes.len());
+        for write in &self.writes {
+            let version = current_version(&write.key)?;
+            if !write.condition.holds(version) {
+                return Err(write_conflict(&write.key).into());
+            }
+            current.push(version);
+        }
+        for delete in &self.deletes {
+            if !delete.condition.holds(current_version(&delete.key)?) {
+                return Err(delete_conflict(&delete.key).into());
+            }
+        }
+        Ok(current)
+    }
+
     /// The message of the CONFLICT answered when `global_version` does not match.
     pub fn global_version_conflict(&self, stored: i64) -> VssError {
         VssError::Conflict(format!(
@@ -273,6 +314,14 @@ pub struct DeletePlan {
     /// `Some(v)`: delete only when the stored version is `v`; `None`: delete whatever is stored.
     /// Either way a missing key or another version is not an error.
     pub version: Option<i64>,
+}
+
+impl DeletePlan {
+    /// Whether the key is deleted when its stored version is `current`
+    /// (`None`: it is not stored, and there is nothing to delete).
+    pub fn matches(&self, current: Option<i64>) -> bool {
+        current.is_some_and(|stored| self.version.is_none_or(|v| v == stored))
+    }
 }
 
 /// Checks a `deleteObject` request.
@@ -371,9 +420,14 @@ pub fn page_size(requested: Option<i32>, limits: &StoreLimits) -> usize {
 
 impl ListPlan {
     /// How many rows a backend should fetch: one more than the page, so that
-    /// [`ListPlan::respond`] knows whether another page follows.
+    /// [`ListPlan::respond`] knows whether another page follows. 0 when the
+    /// client asked for no keys (page size 0): nothing needs to be read.
     pub fn fetch_limit(&self) -> usize {
-        self.limit + 1
+        if self.limit == 0 {
+            0
+        } else {
+            self.limit + 1
+        }
     }
 
     /// Whether a key belongs to this listing's prefix (a literal byte prefix).
@@ -382,36 +436,40 @@ impl ListPlan {
     }
 
     /// Builds the response from up to [`ListPlan::fetch_limit`] rows, newest
-    /// first, all older than `before_sequence` and matching the prefix.
+    /// first, all older than `before_sequence` and matching the prefix, read
+    /// by a scan that went on until it had that many or reached the end.
     /// `global_version` must have been read before the rows (it is only sent on
     /// the first page).
     pub fn respond(&self, rows: Vec<ListedKey>, global_version: i64) -> ListKeyVersionsResponse {
-        let more = rows.len() > self.limit;
-        self.respond_with(rows, more, global_version)
+        self.respond_scanned(rows, None, global_version)
     }
 
-    /// Like [`ListPlan::respond`], for backends that know by other means whether
-    /// more keys may follow (for example a bounded scan that stopped early).
-    /// Rows beyond the page's limit are dropped and imply `more`.
-    pub fn respond_with(
+    /// Like [`ListPlan::respond`], for backends whose scan is bounded and may
+    /// stop before it found [`ListPlan::fetch_limit`] rows and before the end
+    /// of the store (a scan budget, a page of the database's own, a filter that
+    /// dropped entries). `scan_stopped_at` is then the creation sequence of the
+    /// last entry the scan looked at, matching or not; `None` when the scan
+    /// found enough rows or reached the end.
+    ///
+    /// This cuts the page and makes the token: a full page continues after its
+    /// last key; a short page whose scan stopped early continues below the
+    /// last entry looked at, so a stretch of keys outside the prefix still
+    /// moves the listing forward (the page may even be empty, and is then not
+    /// the last); a short page whose scan reached the end is the last (`""`).
+    pub fn respond_scanned(
         &self,
         mut rows: Vec<ListedKey>,
-        more: bool,
+        scan_stopped_at: Option<i64>,
         global_version: i64,
     ) -> ListKeyVersionsResponse {
-        let more = more || rows.len() > self.limit;
-        rows.truncate(self.limit);
-        let next_page_token = if self.limit == 0 {
+        let next_position = if self.limit == 0 {
             // Nothing was read: the next page starts where this one would have.
-            self.token(self.before_sequence.unwrap_or(i64::MAX))
-        } else if more {
-            match rows.last() {
-                Some(last) => self.token(last.sequence),
-                // A bounded scan found nothing yet: resume at the same place.
-                None => self.token(self.before_sequence.unwrap_or(i64::MAX)),
-            }
+            Some(self.before_sequence.unwrap_or(i64::MAX))
+        } else if rows.len() > self.limit {
+            rows.truncate(self.limit);
+            rows.last().map(|last| last.sequence)
         } else {
-            String::new()
+            scan_stopped_at
         };
         ListKeyVersionsResponse {
             key_versions: rows
@@ -422,7 +480,11 @@ impl ListPlan {
                     value: Bytes::new(),
                 })
                 .collect(),
-            next_page_token: Some(next_page_token),
+            next_page_token: Some(
+                next_position
+                    .map(|position| self.token(position))
+                    .unwrap_or_default(),
+            ),
             global_version: self.first_page.then_some(global_version),
         }
     }
@@ -475,6 +537,144 @@ mod tests {
             ..l
         };
         assert!(put(req(vec![kv("a", 0), kv("b", 0)], vec![kv("c", 1)]), &small).is_err());
+    }
+
+    #[test]
+    fn the_check_phase_reports_the_global_version_then_writes_then_deletes() {
+        let l = StoreLimits::default();
+        let plan = put(
+            PutObjectRequest {
+                store_id: "s".into(),
+                global_version: Some(3),
+                transaction_items: vec![kv("new", 0), kv("old", 2)],
+                delete_items: vec![kv("gone", 1)],
+            },
+            &l,
+        )
+        .unwrap();
+        let stored = |key: &str| -> Result<Option<i64>, VssError> {
+            Ok(match key {
+                "old" => Some(2),
+                "gone" => Some(1),
+                _ => None,
+            })
+        };
+        assert_eq!(plan.check(|| Ok(3), stored), Ok(vec![None, Some(2)]));
+        // Everything fails: the global version is reported.
+        let nothing = |_: &str| -> Result<Option<i64>, VssError> { Ok(Some(9)) };
+        assert_eq!(
+            plan.check(|| Ok(4), nothing),
+            Err(plan.global_version_conflict(4))
+        );
+        // Writes before deletes, in request order.
+        assert_eq!(plan.check(|| Ok(3), nothing), Err(write_conflict("new")));
+        let only_delete_fails = |key: &str| -> Result<Option<i64>, VssError> {
+            Ok(match key {
+                "old" => Some(2),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            plan.check(|| Ok(3), only_delete_fails),
+            Err(delete_conflict("gone"))
+        );
+        // A lookup failure is passed on as it is.
+        let broken = |_: &str| -> Result<Option<i64>, VssError> { Err(VssError::internal("db")) };
+        assert_eq!(plan.check(|| Ok(3), broken), Err(VssError::internal("db")));
+        // Without a global version in the plan, the stored one is never asked for.
+        let plain = put(
+            PutObjectRequest {
+                store_id: "s".into(),
+                global_version: None,
+                transaction_items: vec![kv("new", 0)],
+                delete_items: vec![],
+            },
+            &l,
+        )
+        .unwrap();
+        assert_eq!(
+            plain.check(|| Err(VssError::internal("not asked")), stored),
+            Ok(vec![None])
+        );
+    }
+
+    #[test]
+    fn delete_object_matches_present_keys_of_its_version() {
+        let req = |version| DeleteObjectRequest {
+            store_id: "s".into(),
+            key_value: Some(kv("k", version)),
+        };
+        let any = delete(req(-1)).unwrap();
+        assert!(any.matches(Some(7)));
+        assert!(!any.matches(None));
+        let exact = delete(req(2)).unwrap();
+        assert!(exact.matches(Some(2)));
+        assert!(!exact.matches(Some(3)));
+        assert!(!exact.matches(None));
+    }
+
+    fn listed(sequences: &[i64]) -> Vec<ListedKey> {
+        sequences
+            .iter()
+            .map(|&sequence| ListedKey {
+                key: format!("k{sequence}"),
+                version: 1,
+                sequence,
+            })
+            .collect()
+    }
+
+    fn before(plan: &ListPlan, response: &ListKeyVersionsResponse) -> Option<i64> {
+        match response.next_page_token.as_deref() {
+            Some("") => None,
+            Some(token) => Some(
+                PageToken::decode(token, &plan.user, &plan.store_id, &plan.prefix)
+                    .unwrap()
+                    .before_sequence,
+            ),
+            None => panic!("next_page_token must always be present"),
+        }
+    }
+
+    #[test]
+    fn listing_pages_are_cut_and_resumed_in_one_place() {
+        let user = UserToken::new("u").unwrap();
+        let plan = |page_size: i32| {
+            list(
+                &user,
+                ListKeyVersionsRequest {
+                    store_id: "s".into(),
+                    key_prefix: Some("k".into()),
+                    page_size: Some(page_size),
+                    page_token: None,
+                },
+                &StoreLimits::default(),
+            )
+            .unwrap()
+        };
+        let two = plan(2);
+        assert_eq!(two.fetch_limit(), 3);
+        // A full page continues after its last key, even when the scan stopped early.
+        for stopped in [None, Some(1)] {
+            let r = two.respond_scanned(listed(&[9, 8, 7]), stopped, 5);
+            assert_eq!(r.key_versions.len(), 2);
+            assert_eq!(before(&two, &r), Some(8));
+            assert_eq!(r.global_version, Some(5));
+        }
+        // A short page whose scan stopped early continues below what it looked at.
+        let r = two.respond_scanned(listed(&[9]), Some(4), 5);
+        assert_eq!((r.key_versions.len(), before(&two, &r)), (1, Some(4)));
+        let r = two.respond_scanned(Vec::new(), Some(40), 5);
+        assert_eq!((r.key_versions.len(), before(&two, &r)), (0, Some(40)));
+        // A short page whose scan reached the end is the last.
+        let r = two.respond(listed(&[9, 8]), 5);
+        assert_eq!((r.key_versions.len(), before(&two, &r)), (2, None));
+        // Page size 0 reads nothing and stays where it is.
+        let zero = plan(0);
+        assert_eq!(zero.fetch_limit(), 0);
+        let r = zero.respond_scanned(Vec::new(), None, 5);
+        assert_eq!(before(&zero, &r), Some(i64::MAX));
+        assert_eq!(r.global_version, Some(5));
     }
 
     #[test]

@@ -46,7 +46,6 @@ mod body;
 mod endpoint;
 mod jwt;
 mod response;
-mod route;
 mod serve;
 mod service;
 
@@ -54,11 +53,9 @@ pub use auth::{Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
 pub use endpoint::Endpoint;
 pub use jwt::{bearer_token, JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
-pub use response::{
-    error_response, protobuf_response, HttpError, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER,
-};
-pub use route::Operation;
+pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{serve, ServeOptions, ServeOutcome};
 pub use service::{
     HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT,
 };
+pub use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

@@ -5,13 +5,8 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use prost::Message;
+use vss_core::protocol::{PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use vss_core::VssError;
-
-/// The header every VSS response carries; `vss-client-ng` rejects responses without it.
-pub const PROTOCOL_VERSION_HEADER: &str = "vss-protocol-version";
-
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: &str = "0";
 
 const OCTET_STREAM: &str = "application/octet-stream";
 

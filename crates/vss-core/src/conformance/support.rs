@@ -163,7 +163,7 @@ impl Ctx {
             .map_err(|e| unexpected(&format!("get of `{key}`"), e))
     }
 
-    /// The version of a key, or `None` when it does not exist; other errors fail the test.
+    /// The version of a key, or `None` when it is not stored; other errors fail the test.
     pub async fn version_of(&self, key: &str) -> Result<Option<i64>, TestError> {
         match self.get(key).await {
             Ok((version, _)) => Ok(Some(version)),

@@ -1,11 +1,21 @@
-//! The four calls of the protocol: routing, decoding, dispatch, encoding.
+//! The wire contract beyond the messages of [`crate::proto`]: the four calls
+//! and the protocol version header. Servers and clients of the protocol (the
+//! HTTP service, the conformance runner, the load generator) take these names
+//! from here, so each is written once.
 
 use bytes::Bytes;
 use prost::Message;
-use vss_core::proto::{
+
+use crate::proto::{
     DeleteObjectRequest, GetObjectRequest, ListKeyVersionsRequest, PutObjectRequest,
 };
-use vss_core::{KvStore, UserToken, VssError};
+use crate::{KvStore, UserToken, VssError};
+
+/// The header every VSS response carries; `vss-client-ng` 0.6 rejects responses without it.
+pub const PROTOCOL_VERSION_HEADER: &str = "vss-protocol-version";
+
+/// The protocol version this implementation speaks, the value of [`PROTOCOL_VERSION_HEADER`].
+pub const PROTOCOL_VERSION: &str = "0";
 
 /// One protocol call, named by the last segment of its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,12 +49,16 @@ impl Operation {
         }
     }
 
-    /// The operation at `path`, which must be exactly `{base}/{name}`.
-    /// `base` is a normalized base path (see [`crate::HttpConfig::base_path`]):
-    /// empty, or starting with `/` and not ending with one.
-    pub fn from_path(path: &str, base: &str) -> Option<Operation> {
-        let name = path.strip_prefix(base)?.strip_prefix('/')?;
+    /// The operation named `name` (a path segment such as `getObject`; exact, case-sensitive).
+    pub fn from_name(name: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// The operation at `path`, which must be exactly `{base}/{name}`.
+    /// `base` is a normalized base path: empty, or starting with `/` and not
+    /// ending with one (vss-http's `HttpConfig::base_path` is one).
+    pub fn from_path(path: &str, base: &str) -> Option<Operation> {
+        Operation::from_name(path.strip_prefix(base)?.strip_prefix('/')?)
     }
 
     /// Decodes the request body, calls the store as `user`, and encodes the answer.
@@ -94,8 +108,8 @@ fn decode<M: Message + Default>(body: Bytes) -> Result<M, VssError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vss_core::proto::{GetObjectResponse, KeyValue, PutObjectResponse};
-    use vss_core::MemoryStore;
+    use crate::proto::{GetObjectResponse, KeyValue, PutObjectResponse};
+    use crate::MemoryStore;
 
     #[test]
     fn routes_exact_paths_under_the_base() {
