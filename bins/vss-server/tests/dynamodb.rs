@@ -9,7 +9,6 @@ mod common;
 use std::sync::Arc;
 
 use backend_support::*;
-use tokio::sync::Mutex;
 use vss_conformance::HttpStore;
 use vss_core::conformance::{self, ConcurrencyConfig, Subject};
 use vss_server::backend::{AwsCredentials, DynamoDbSettings};
@@ -163,17 +162,15 @@ async fn the_suite_passes_over_http_on_dynamodb() {
     // A server on a fresh table per test: the local server copies the whole
     // table on every transaction, so one table growing through the suite
     // makes it many times slower. Each server is the real thing all the same.
-    let servers = Arc::new(Mutex::new(Vec::new()));
     let fresh_server = || {
-        let (endpoint, servers) = (endpoint.clone(), servers.clone());
+        let endpoint = endpoint.clone();
         async move {
             let table = conformance::unique_name("vss-srv-suite");
             let (running, limits) = start_backend(config_for(&endpoint, &table, true)).await;
             // DynamoDB transactions hold at most 100 items: fewer than the default limit.
             assert!(limits.max_items_per_put < 1000, "{limits:?}");
             let store = HttpStore::new(&running.url).unwrap().with_limits(limits);
-            servers.lock().await.push(running);
-            Subject::single_user(Arc::new(store))
+            Subject::single_user(Arc::new(store)).holding(running)
         }
     };
     let report = conformance::run_all(fresh_server).await;
@@ -185,12 +182,7 @@ async fn the_suite_passes_over_http_on_dynamodb() {
         tasks: 8,
         increments_per_task: 4,
     };
-    conformance::run_concurrency_tests(fresh_server().await, races)
-        .await
-        .unwrap();
-    for running in servers.lock().await.drain(..) {
-        running.stop().await;
-    }
+    conformance::run_races(fresh_server, races).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,16 +211,15 @@ async fn the_suite_passes_over_http_on_postgres() {
     running.stop().await;
 }
 
-#[test]
-fn the_model_test_passes_over_http_on_postgres() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_test_passes_over_http_on_postgres() {
     let Some(server) = test_server() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = load_env(&env_for(&server, &fresh_database("model")));
-    let (running, limits) = runtime.block_on(start_backend(config));
-    model_test_over_http(&running.url, limits, ModelConfig::default());
-    runtime.block_on(running.stop());
+    let (running, limits) = start_backend(config).await;
+    model_test_over_http(&running.url, limits, ModelConfig::default()).await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,15 +142,14 @@ async fn the_suite_passes_over_http_on_redis() {
     running.stop().await;
 }
 
-#[test]
-fn the_model_test_passes_over_http_on_redis() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_test_passes_over_http_on_redis() {
     let Some(url) = conformance::service_url("VSS_TEST_REDIS_URL") else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (running, limits) = runtime.block_on(start_backend(redis_config(&url, &[])));
-    model_test_over_http(&running.url, limits, ModelConfig::default());
-    runtime.block_on(running.stop());
+    let (running, limits) = start_backend(redis_config(&url, &[])).await;
+    model_test_over_http(&running.url, limits, ModelConfig::default()).await;
+    running.stop().await;
 }
 
 /// A redis-server child without any persistence, killed when dropped.

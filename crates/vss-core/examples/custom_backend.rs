@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Mutex;
-use vss_core::conformance::{self, ConcurrencyConfig, ModelConfig, Report, Subject};
+use vss_core::conformance::{self, ConcurrencyConfig, ModelConfig, Subject};
 use vss_core::proto::*;
 use vss_core::validate::{self, GetTarget, ListedKey};
 use vss_core::{KvStore, UserToken, VssError};
@@ -224,31 +224,26 @@ impl KvStore for OrderedMapBackend {
     }
 }
 
-/// Runs the whole conformance suite, the property test and the races on the backend.
-pub async fn run_suite() -> Report {
-    let report =
-        conformance::run_all(|| async { Subject::new(Arc::new(OrderedMapBackend::default())) })
-            .await;
-    let subject = Subject::new(Arc::new(OrderedMapBackend::default()));
-    if let Err(e) = conformance::run_concurrency_tests(subject, ConcurrencyConfig::default()).await
-    {
-        panic!("races failed: {e:?}");
-    }
-    report
+/// A fresh backend, as the conformance suite's subject. In a backend crate's
+/// tests, `vss_core::conformance_tests!(|| async { subject() });` makes one
+/// named `#[test]` per rule, plus the model test and the races
+/// (`tests/custom_backend_example.rs` does that for this example).
+pub fn subject() -> Subject {
+    Subject::new(Arc::new(OrderedMapBackend::default()))
 }
 
-/// The property test, which brings its own runtime.
-pub fn run_model() {
-    conformance::run_model_test(
-        || async { Subject::new(Arc::new(OrderedMapBackend::default())) },
-        ModelConfig::default(),
-    );
-}
-
+/// Runs every rule, the model test and the races, with a line each.
 #[allow(dead_code)] // Used when run as an example, not when included by the test.
 fn main() {
-    run_model();
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
-    let report = runtime.block_on(run_suite());
-    std::process::exit(if report.failed() == 0 { 0 } else { 1 });
+    let passed = runtime.block_on(async {
+        let rules = conformance::run_all(|| async { subject() }).await;
+        let model = conformance::run_model(|| async { subject() }, ModelConfig::default()).await;
+        println!("{}", conformance::result_line("model", &model));
+        let races =
+            conformance::run_races(|| async { subject() }, ConcurrencyConfig::default()).await;
+        println!("{}", conformance::result_line("races", &races));
+        rules.failed() == 0 && model.is_ok() && races.is_ok()
+    });
+    std::process::exit(if passed { 0 } else { 1 });
 }

@@ -1,21 +1,36 @@
-//! The conformance suite, property test and races against the reference `MemoryStore`.
+//! The conformance suite, property test and races against the reference
+//! `MemoryStore`: one named test per rule (see `vss_core::conformance_tests!`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 #![cfg(feature = "conformance")]
 
 use std::sync::Arc;
 
-use vss_core::conformance::{self, ConcurrencyConfig, ModelConfig, Subject};
+use vss_core::conformance::{self, Subject};
 use vss_core::{MemoryStore, StoreLimits};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_store_passes_conformance() {
-    conformance::run_all(|| async { Subject::new(Arc::new(MemoryStore::new())) })
-        .await
-        .assert_all_passed();
+mod memory_store {
+    use super::*;
+
+    vss_core::conformance_tests!(|| async { Subject::new(Arc::new(MemoryStore::new())) });
+}
+
+/// A store declaring lower limits than the protocol's: the suite follows them.
+mod declared_limits {
+    use super::*;
+
+    const LIMITS: StoreLimits = StoreLimits {
+        max_items_per_put: 25,
+        max_page_size: 10,
+        default_page_size: 5,
+    };
+
+    vss_core::conformance_tests!(|| async {
+        Subject::new(Arc::new(MemoryStore::with_limits(LIMITS)))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_shared_store_passes_conformance() {
+async fn one_shared_store_passes_every_rule_in_a_row() {
     // Tests use fresh users and store ids, so one store can serve them all.
     let shared = Arc::new(MemoryStore::new());
     conformance::run_all(|| {
@@ -24,36 +39,4 @@ async fn one_shared_store_passes_conformance() {
     })
     .await
     .assert_all_passed();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_adapts_to_declared_limits() {
-    let limits = StoreLimits {
-        max_items_per_put: 25,
-        max_page_size: 10,
-        default_page_size: 5,
-    };
-    conformance::run_all(
-        || async move { Subject::new(Arc::new(MemoryStore::with_limits(limits))) },
-    )
-    .await
-    .assert_all_passed();
-}
-
-#[test]
-fn memory_store_matches_model() {
-    conformance::run_model_test(
-        || async { Subject::new(Arc::new(MemoryStore::new())) },
-        ModelConfig::default(),
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_store_races() {
-    conformance::run_concurrency_tests(
-        Subject::new(Arc::new(MemoryStore::new())),
-        ConcurrencyConfig::default(),
-    )
-    .await
-    .unwrap();
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use vss_core::conformance::{self, ModelConfig, Subject};
+use vss_core::conformance::{self, ModelConfig, Subject, SuiteOptions, TestError};
 use vss_core::proto::*;
 use vss_core::{KvStore, MemoryStore, UserToken, VssError};
 
@@ -142,21 +142,51 @@ async fn each_mutant_is_caught_by_the_rule_it_breaks() {
     }
 }
 
+fn non_atomic() -> Subject {
+    Subject::new(Arc::new(Mutant {
+        inner: MemoryStore::new(),
+        bug: Bug::NotAtomic,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_test_catches_a_non_atomic_store() {
+    let result =
+        conformance::run_model(|| async { non_atomic() }, ModelConfig { cases: 256 }).await;
+    assert!(
+        matches!(&result, Err(TestError::Failed(why)) if why.contains("disagrees")),
+        "the model test accepted a store whose puts are not atomic: {result:?}"
+    );
+}
+
 #[test]
-fn model_test_catches_a_non_atomic_store() {
+fn a_generated_rule_test_fails_on_the_mutant_it_catches() {
+    // What `conformance_tests!` expands to, for one rule: the #[test] panics.
+    let options = SuiteOptions::default();
     let caught = std::panic::catch_unwind(|| {
-        conformance::run_model_test(
-            || async {
-                Subject::new(Arc::new(Mutant {
-                    inner: MemoryStore::new(),
-                    bug: Bug::NotAtomic,
-                }))
-            },
-            ModelConfig { cases: 256 },
+        conformance::run_test(
+            &options,
+            "failed_condition_writes_nothing",
+            conformance::run_rule("failed_condition_writes_nothing", || async { non_atomic() }),
         )
     });
-    assert!(
-        caught.is_err(),
-        "the model test accepted a store whose puts are not atomic"
+    assert!(caught.is_err(), "a broken rule passed its generated test");
+    // The same rule on the reference store passes, and an unknown rule fails.
+    conformance::run_test(
+        &options,
+        "failed_condition_writes_nothing",
+        conformance::run_rule("failed_condition_writes_nothing", || async {
+            Subject::new(Arc::new(MemoryStore::new()))
+        }),
     );
+    let unknown = std::panic::catch_unwind(|| {
+        conformance::run_test(
+            &options,
+            "no_such_rule",
+            conformance::run_rule("no_such_rule", || async {
+                Subject::new(Arc::new(MemoryStore::new()))
+            }),
+        )
+    });
+    assert!(unknown.is_err(), "an unknown rule name passed");
 }

@@ -98,21 +98,20 @@ pub async fn suite_over_http(url: &str, limits: StoreLimits) {
     report.assert_all_passed();
     // Every test that does not need two users ran.
     assert!(report.passed() > 40, "{}", report.summary());
-    conformance::run_concurrency_tests(Subject::single_user(store), ConcurrencyConfig::default())
-        .await
-        .unwrap();
+    conformance::run_races(
+        || async { Subject::single_user(store.clone()) },
+        ConcurrencyConfig::default(),
+    )
+    .await
+    .unwrap();
 }
 
-/// The model-based test over HTTP against the server at `url` (call it
-/// outside any runtime: it brings its own).
-pub fn model_test_over_http(url: &str, limits: StoreLimits, config: ModelConfig) {
-    let url = url.to_string();
-    conformance::run_model_test(
-        move || async move {
-            Subject::single_user(Arc::new(HttpStore::new(&url).unwrap().with_limits(limits)))
-        },
-        config,
-    );
+/// The model-based test over HTTP against the server at `url`.
+pub async fn model_test_over_http(url: &str, limits: StoreLimits, config: ModelConfig) {
+    let store = Arc::new(HttpStore::new(url).unwrap().with_limits(limits));
+    conformance::run_model(|| async { Subject::single_user(store.clone()) }, config)
+        .await
+        .unwrap();
 }
 
 /// One put then get over HTTP: the server answers from its backend.

@@ -1,9 +1,10 @@
 //! Races: many tasks doing compare-and-set on one key and on one global version.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 
 use super::support::{kind, kv, unexpected, Ctx, Kind};
-use super::{Subject, TestError, TestResult};
+use super::{subject_of, IntoSubject, Subject, TestError, TestResult};
 
 /// How hard the races are.
 #[derive(Debug, Clone, Copy)]
@@ -24,10 +25,21 @@ impl Default for ConcurrencyConfig {
 }
 
 /// Races compare-and-set increments on one key and on one store's global
-/// version, asserting no update is lost and each version has exactly one winner.
-pub async fn run_concurrency_tests(subject: Subject, config: ConcurrencyConfig) -> TestResult {
-    race_on_one_key(&subject, config).await?;
-    race_on_global_version(&subject, config).await
+/// version, on a subject from `factory` (made once), asserting no update is
+/// lost and each version has exactly one winner.
+pub async fn run_races<F, Fut>(mut factory: F, config: ConcurrencyConfig) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: IntoSubject,
+{
+    race(&subject_of(&mut factory).await?, config).await
+}
+
+/// Both races on one subject.
+pub(super) async fn race(subject: &Subject, config: ConcurrencyConfig) -> TestResult {
+    race_on_one_key(subject, config).await?;
+    race_on_global_version(subject, config).await
 }
 
 /// Attempts one task may make before the race counts as livelocked.
@@ -36,7 +48,7 @@ fn attempt_budget(config: ConcurrencyConfig) -> usize {
 }
 
 /// Runs `config.tasks` copies of `task` at once and gathers the versions each won.
-async fn race<F, Fut>(config: ConcurrencyConfig, task: F) -> Result<Vec<i64>, TestError>
+async fn race_tasks<F, Fut>(config: ConcurrencyConfig, task: F) -> Result<Vec<i64>, TestError>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<i64>, TestError>> + Send + 'static,
@@ -76,7 +88,7 @@ async fn race_on_one_key(subject: &Subject, config: ConcurrencyConfig) -> TestRe
     let t = Ctx::new(subject);
     t.must_put("counter", 0, b"start").await?;
     let budget = attempt_budget(config);
-    let won = race(config, |task| {
+    let won = race_tasks(config, |task| {
         let t = t.clone();
         async move {
             let mut won = Vec::new();
@@ -121,7 +133,7 @@ async fn race_on_one_key(subject: &Subject, config: ConcurrencyConfig) -> TestRe
 async fn race_on_global_version(subject: &Subject, config: ConcurrencyConfig) -> TestResult {
     let t = Ctx::new(subject);
     let budget = attempt_budget(config);
-    let won = race(config, |task| {
+    let won = race_tasks(config, |task| {
         let t = t.clone();
         async move {
             let mut won = Vec::new();

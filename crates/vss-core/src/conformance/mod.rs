@@ -1,26 +1,34 @@
 //! The conformance suite: every rule of the VSS contract as a test that any
-//! [`KvStore`] can be run against.
+//! [`KvStore`] can be run against, plus a model-based property test against
+//! [`crate::MemoryStore`] and compare-and-set races.
 //!
-//! Backend crates call [`run_all`] from one of their tests, with a factory that
-//! makes a fresh [`Subject`] per test, then the model-based property test
-//! [`run_model_test`] and the races of [`run_concurrency_tests`]:
+//! A backend crate gets one named `#[test]` per rule, and the model test and
+//! the races by name, with one macro call in a test file, given a factory that
+//! makes the [`Subject`] of one test:
 //!
-//! ```no_run
+//! ```ignore
 //! use std::sync::Arc;
-//! use vss_core::conformance::{self, Subject};
+//! use vss_core::conformance::Subject;
 //! use vss_core::MemoryStore;
 //!
-//! #[tokio::test]
-//! async fn conformance() {
-//!     conformance::run_all(|| async { Subject::new(Arc::new(MemoryStore::new())) })
-//!         .await
-//!         .assert_all_passed();
-//! }
+//! vss_core::conformance_tests!(|| async { Subject::new(Arc::new(MemoryStore::new())) });
 //! ```
+//!
+//! Then `cargo nextest run -p my-backend pagination` runs the pagination
+//! rules only, and one failing rule hides no other. The factory may answer
+//! `Option<Subject>`: `None` skips the test (for a service that is not
+//! configured, see [`service_url`]). See [`conformance_tests!`](crate::conformance_tests)
+//! for options (runtime threads, model cases, race sizes).
+//!
+//! The same tests as functions, each taking a factory and answering a
+//! [`TestResult`]: [`run_rule`] (one rule by name), [`run_model`],
+//! [`run_races`]; and [`run_all`], every rule in order with a line each (what
+//! the `vss-conformance` binary prints).
 //!
 //! Tests work in stores and users with fresh random names, so a subject may be
 //! shared with other tests and with data that is already there.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,8 +41,8 @@ mod model;
 mod rules;
 mod support;
 
-pub use concurrency::{run_concurrency_tests, ConcurrencyConfig};
-pub use model::{run_model_test, ModelConfig};
+pub use concurrency::{run_races, ConcurrencyConfig};
+pub use model::{run_model, ModelConfig};
 pub use support::Ctx;
 
 /// What the suite runs against.
@@ -46,6 +54,7 @@ pub struct Subject {
     /// for a client whose credentials fix one user whatever token it is given
     /// (such as an HTTP client); tests that need two users are then skipped.
     pub distinct_users: bool,
+    guard: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Subject {
@@ -54,16 +63,56 @@ impl Subject {
         Subject {
             store,
             distinct_users: true,
+            guard: None,
         }
     }
 
     /// A store that serves one user whatever token it is given.
     pub fn single_user(store: Arc<dyn KvStore>) -> Self {
         Subject {
-            store,
             distinct_users: false,
+            ..Subject::new(store)
         }
     }
+
+    /// Keeps `guard` alive as long as this subject or a clone of it: what the
+    /// store needs beside it, such as the server an HTTP client talks to or
+    /// the temporary directory of a database file.
+    pub fn holding(mut self, guard: impl Any + Send + Sync) -> Self {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+}
+
+/// What a subject factory may answer: a [`Subject`], or `Option<Subject>`
+/// where `None` skips the test (a service that is not configured).
+pub trait IntoSubject {
+    /// The subject, or `None` to skip.
+    fn into_subject(self) -> Option<Subject>;
+}
+
+impl IntoSubject for Subject {
+    fn into_subject(self) -> Option<Subject> {
+        Some(self)
+    }
+}
+
+impl IntoSubject for Option<Subject> {
+    fn into_subject(self) -> Option<Subject> {
+        self
+    }
+}
+
+/// The subject a factory makes, or the skip of a test that has none.
+async fn subject_of<F, Fut>(factory: &mut F) -> Result<Subject, TestError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: IntoSubject,
+{
+    factory().await.into_subject().ok_or_else(|| {
+        TestError::Skipped("the factory made no subject (is the service configured?)".into())
+    })
 }
 
 /// Why a test did not pass.
@@ -104,7 +153,7 @@ impl std::fmt::Debug for ConformanceTest {
     }
 }
 
-/// Every test of the suite, in a stable order.
+/// Every rule test of the suite, in a stable order.
 pub fn all_tests() -> Vec<ConformanceTest> {
     rules::ALL.to_vec()
 }
@@ -176,21 +225,131 @@ pub fn result_line(name: &str, result: &TestResult) -> String {
     }
 }
 
-/// Runs every test of the suite, each against a fresh subject from `factory`,
-/// printing a line per test.
+/// Runs every rule test of the suite, each against a fresh subject from
+/// `factory`, printing a line per test and the summary.
 pub async fn run_all<F, Fut>(mut factory: F) -> Report
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Subject>,
+    Fut: Future,
+    Fut::Output: IntoSubject,
 {
     let mut report = Report::default();
     for test in all_tests() {
-        let result = test.run(factory().await).await;
+        let result = match subject_of(&mut factory).await {
+            Ok(subject) => test.run(subject).await,
+            Err(skipped) => Err(skipped),
+        };
         println!("{}", result_line(test.name, &result));
         report.results.push((test.name, result));
     }
     println!("{}", report.summary());
     report
+}
+
+/// Runs the rule test called `name` against a subject from `factory`.
+/// An unknown name fails.
+pub async fn run_rule<F, Fut>(name: &str, mut factory: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: IntoSubject,
+{
+    let Some(test) = rules::ALL.iter().find(|t| t.name == name) else {
+        return Err(TestError::Failed(format!(
+            "the conformance suite has no rule `{name}`"
+        )));
+    };
+    test.run(subject_of(&mut factory).await?).await
+}
+
+/// How [`conformance_tests!`](crate::conformance_tests) runs its tests.
+#[derive(Debug, Clone, Copy)]
+pub struct SuiteOptions {
+    /// Worker threads of each test's runtime.
+    pub worker_threads: usize,
+    /// The model test's size.
+    pub model: ModelConfig,
+    /// The races' size.
+    pub races: ConcurrencyConfig,
+}
+
+impl Default for SuiteOptions {
+    /// Two worker threads, the default model test and races.
+    fn default() -> Self {
+        SuiteOptions {
+            worker_threads: 2,
+            model: ModelConfig::default(),
+            races: ConcurrencyConfig::default(),
+        }
+    }
+}
+
+/// Runs one test of the suite as the body of a plain `#[test]`: on a runtime
+/// of its own, printing its result line; panics (fails the `#[test]`) when
+/// the test failed. A skipped test passes, saying why.
+/// [`conformance_tests!`](crate::conformance_tests) calls this.
+pub fn run_test(options: &SuiteOptions, name: &str, test: impl Future<Output = TestResult>) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.worker_threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => panic!("cannot start a runtime for {name}: {e}"),
+    };
+    let result = runtime.block_on(test);
+    println!("{}", result_line(name, &result));
+    if let Err(TestError::Failed(why)) = result {
+        panic!("{name} failed: {why}");
+    }
+}
+
+/// One named `#[test]` per rule of the suite, plus `model_matches_memory_store`
+/// and `races_on_one_key_and_one_global_version`, all against subjects from
+/// one factory. Invoke it once per configuration, at module level of a test
+/// file (wrap it in a `mod` to run several configurations in one file):
+///
+/// ```ignore
+/// mod batched {
+///     vss_core::conformance_tests!(
+///         || async { open_my_store().await.map(|s| Subject::new(Arc::new(s))) },
+///         vss_core::conformance::SuiteOptions { worker_threads: 4, ..Default::default() }
+///     );
+/// }
+/// ```
+///
+/// The factory is an expression of a closure `FnMut() -> impl Future`
+/// answering a [`Subject`] or `Option<Subject>` (see [`IntoSubject`]); each
+/// test calls it for its own subject (the model test and the races once).
+/// The options are a [`SuiteOptions`] expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr $(,)?) => {
+        $crate::conformance_tests!($factory, $crate::conformance::SuiteOptions::default());
+    };
+    ($factory:expr, $options:expr $(,)?) => {
+        $crate::__conformance_rules!(tests($factory)($options));
+
+        #[test]
+        fn model_matches_memory_store() {
+            let options: $crate::conformance::SuiteOptions = $options;
+            $crate::conformance::run_test(
+                &options,
+                "model_matches_memory_store",
+                $crate::conformance::run_model($factory, options.model),
+            );
+        }
+
+        #[test]
+        fn races_on_one_key_and_one_global_version() {
+            let options: $crate::conformance::SuiteOptions = $options;
+            $crate::conformance::run_test(
+                &options,
+                "races_on_one_key_and_one_global_version",
+                $crate::conformance::run_races($factory, options.races),
+            );
+        }
+    };
 }
 
 /// A name no other test run will use: tests share stores safely by working

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::support::{kind, kv, Ctx, Kind};
-use super::{unique_name, unique_user, Subject};
+use super::{subject_of, unique_name, unique_user, IntoSubject, TestError, TestResult};
 use crate::{KvStore, MemoryStore};
 
 /// How many random cases the property test runs.
@@ -188,34 +188,44 @@ async fn run_case(store: Arc<dyn KvStore>, ops: &[Op]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the property test against the subject `factory` makes (once, in a
-/// runtime of the test's own); panics with the smallest failing sequence.
-/// Call it from a plain `#[test]`, not from inside an async runtime.
-pub fn run_model_test<F, Fut>(factory: F, config: ModelConfig)
+/// Runs the property test against a subject from `factory` (made once):
+/// random operation sequences on it and on a [`MemoryStore`] side by side
+/// must answer alike. Fails with the smallest disagreeing sequence found.
+/// proptest's runner is synchronous: it runs on a blocking thread of the
+/// caller's runtime, and each case on the runtime itself.
+pub async fn run_model<F, Fut>(mut factory: F, config: ModelConfig) -> TestResult
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Subject>,
+    F: FnMut() -> Fut,
+    Fut: Future,
+    Fut::Output: IntoSubject,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => panic!("cannot start a runtime for the model test: {e}"),
-    };
-    let subject = runtime.block_on(factory());
-    let mut runner = TestRunner::new(Config {
-        cases: config.cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
-        runtime
-            .block_on(run_case(subject.store.clone(), &ops))
-            .map_err(TestCaseError::fail)
-    });
-    if let Err(failure) = result {
-        panic!("the store disagrees with the MemoryStore model: {failure}");
+    // The whole subject lives until the end: its guard may hold what the store needs.
+    let subject = subject_of(&mut factory).await?;
+    let store = subject.store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(Config {
+            cases: config.cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&proptest::collection::vec(op(), 1..40), |ops| {
+                runtime
+                    .block_on(run_case(store.clone(), &ops))
+                    .map_err(TestCaseError::fail)
+            })
+            .map_err(|failure| failure.to_string())
+    })
+    .await;
+    drop(subject);
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(failure)) => Err(TestError::Failed(format!(
+            "the store disagrees with the MemoryStore model: {failure}"
+        ))),
+        Err(join) => Err(TestError::Failed(format!(
+            "the model test panicked: {join}"
+        ))),
     }
 }

@@ -12,16 +12,14 @@ use crate::page::PageToken;
 use crate::proto::{DeleteObjectRequest, KeyValue};
 use crate::validate::{GLOBAL_VERSION_KEY, MAX_KEY_LEN, MAX_STORE_ID_LEN};
 
-macro_rules! register {
-    ($($name:ident),+ $(,)?) => {
-        /// Every rule test, in order.
-        pub(super) const ALL: &[ConformanceTest] = &[
-            $(ConformanceTest { name: stringify!($name), run: |s| Box::pin($name(s)) }),+
-        ];
-    };
-}
-
-register!(
+/// The rule list, written once: expands `__conformance_expand!` with a mode
+/// and every rule's name, in order. The suite's table (`ALL`) and the
+/// `#[test]`s of `conformance_tests!` are both made from it.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __conformance_rules {
+    ($($mode:tt)*) => {
+        $crate::__conformance_expand! { [$($mode)*]
     // Versions.
     create_sets_version_one,
     create_of_existing_key_conflicts,
@@ -93,7 +91,36 @@ register!(
     users_are_isolated,
     // Races.
     concurrent_compare_and_set_has_one_winner_per_version,
-);
+        }
+    };
+}
+
+/// The two expansions of the rule list.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __conformance_expand {
+    ([table] $($name:ident),+ $(,)?) => {
+        /// Every rule test, in order.
+        pub(super) const ALL: &[ConformanceTest] = &[
+            $(ConformanceTest { name: stringify!($name), run: |s| Box::pin($name(s)) }),+
+        ];
+    };
+    ([tests ($factory:expr) ($options:expr)] $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let options: $crate::conformance::SuiteOptions = $options;
+                $crate::conformance::run_test(
+                    &options,
+                    stringify!($name),
+                    $crate::conformance::run_rule(stringify!($name), $factory),
+                );
+            }
+        )+
+    };
+}
+
+crate::__conformance_rules!(table);
 
 // ---- Versions -------------------------------------------------------------
 
@@ -1579,8 +1606,8 @@ async fn users_are_isolated(s: Subject) -> TestResult {
 // ---- Races ----------------------------------------------------------------
 
 async fn concurrent_compare_and_set_has_one_winner_per_version(s: Subject) -> TestResult {
-    super::run_concurrency_tests(
-        s,
+    super::concurrency::race(
+        &s,
         ConcurrencyConfig {
             tasks: 8,
             increments_per_task: 5,
