@@ -31,9 +31,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use vss_auth::{LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
+use vss_auth::{JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
 use vss_core::KvStore;
-use vss_http::{Authorizer, JwtAuthorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
+use vss_http::{Authorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
 
 pub use backend::BackendConfig;
 pub use config::{AuthConfig, AuthMethods, Cli, Config, ConfigError};
@@ -53,7 +53,7 @@ pub enum ServerError {
     UnauthenticatedPublicBind(SocketAddr),
     /// The JWT key was refused.
     #[error("invalid JWT configuration: {0}")]
-    Jwt(#[from] vss_http::JwtConfigError),
+    Jwt(#[from] vss_auth::JwtConfigError),
     /// The LNURL-auth issuer could not be set up.
     #[error("invalid LNURL-auth configuration: {0}")]
     LnurlAuth(String),
@@ -254,7 +254,7 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
     };
     if let Some(settings) = &methods.jwt {
         let mut keys = match &settings.public_keys_pem {
-            Some(pem) => vss_http::JwtKey::parse_public_pems(pem)?,
+            Some(pem) => vss_auth::JwtKey::parse_public_pems(pem)?,
             None => Vec::new(),
         };
         if let Some((_, issuer)) = &issuer {

@@ -5,8 +5,8 @@
 //!
 //! - [`SigsAuthorizer`]: `SigsAuthProvider`'s signature header (proof of a
 //!   secp256k1 key; the user is the public key).
-//! - [`JwtAuthorizer`] (from `vss-http`, re-exported): `Bearer` JWTs, RS256,
-//!   ES256 or EdDSA, several keys for rotation.
+//! - [`JwtAuthorizer`]: `Bearer` JWTs, RS256 (the reference server's), ES256
+//!   or EdDSA, several keys for rotation, `exp`/`nbf` judged by a [`Clock`].
 //! - [`MultiAuthorizer`]: both at once, picked by the header's form.
 //! - [`LnurlAuthIssuer`]: an LNURL-auth login that issues JWTs
 //!   (`LnurlAuthToJwtProvider`), served on an extra path of the same service
@@ -20,15 +20,16 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod jwt;
 mod lnurl;
 mod multi;
 mod sigs;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use jwt::{JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
 pub use lnurl::{
     LnurlAuthConfig, LnurlAuthIssuer, LoginError, DEFAULT_CHALLENGE_TTL, DEFAULT_LNURL_AUTH_PATH,
     DEFAULT_MAX_CHALLENGES, DEFAULT_TOKEN_TTL, LNURL_AUTH_KID,
 };
 pub use multi::{HeaderForm, MultiAuthorizer};
 pub use sigs::{SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};
-pub use vss_http::{JwtAuthorizer, JwtConfigError, JwtKey};

@@ -14,9 +14,9 @@ use http_body_util::Full;
 use jsonwebtoken::{EncodingKey, Header};
 use secp256k1::ecdsa::Signature;
 use secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
-use vss_http::{Endpoint, JwtConfigError, JwtKey};
+use vss_http::Endpoint;
 
-use crate::{Clock, SystemClock};
+use crate::{Clock, JwtConfigError, JwtKey, SystemClock};
 
 /// How long an issued token is valid, by default.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);

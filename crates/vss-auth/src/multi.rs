@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use vss_core::{UserToken, VssError};
-use vss_http::{Authorizer, JwtAuthorizer};
+use vss_http::Authorizer;
 
 use crate::sigs::SIGNED_PREFIX_HEX;
-use crate::SigsAuthorizer;
+use crate::{JwtAuthorizer, SigsAuthorizer};
 
 /// The form of an `Authorization` header, which picks the method that checks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

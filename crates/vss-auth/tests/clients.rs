@@ -14,6 +14,7 @@ use bitcoin::bip32::Xpriv;
 use bitcoin::Network;
 use common::*;
 use serde_json::json;
+use vss_auth::JwtAuthorizer;
 use vss_auth::{
     LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW,
 };
@@ -24,7 +25,6 @@ use vss_client_ng::types::{GetObjectRequest, KeyValue, ListKeyVersionsRequest, P
 use vss_client_ng::util::retry::{
     ExponentialBackoffRetryPolicy, MaxAttemptsRetryPolicy, RetryPolicy,
 };
-use vss_http::JwtAuthorizer;
 
 type Policy = MaxAttemptsRetryPolicy<ExponentialBackoffRetryPolicy<vss_client_ng::error::VssError>>;
 

@@ -10,12 +10,12 @@ use bytes::Bytes;
 use common::*;
 use prost::Message;
 use serde_json::json;
+use vss_auth::JwtAuthorizer;
 use vss_auth::{MultiAuthorizer, SigsAuthorizer};
 use vss_core::proto::{
     DeleteObjectRequest, ErrorCode, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest,
 };
-use vss_http::JwtAuthorizer;
 
 fn put(items: &[(&str, i64, &'static [u8])]) -> PutObjectRequest {
     PutObjectRequest {

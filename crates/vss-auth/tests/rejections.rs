@@ -13,11 +13,11 @@ use bytes::Bytes;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use vss_auth::JwtAuthorizer;
 use vss_auth::{LnurlAuthConfig, LnurlAuthIssuer, ManualClock, MultiAuthorizer, SigsAuthorizer};
 use vss_core::proto::{
     ErrorCode, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
 };
-use vss_http::JwtAuthorizer;
 
 fn overwrite() -> PutObjectRequest {
     PutObjectRequest {

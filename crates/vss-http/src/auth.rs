@@ -1,6 +1,7 @@
 //! Who is asking: request headers to a user token.
 
 use async_trait::async_trait;
+use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use vss_core::{UserToken, VssError};
 
@@ -50,6 +51,24 @@ impl Default for NoopAuthorizer {
 impl Authorizer for NoopAuthorizer {
     async fn authorize(&self, _headers: &HeaderMap) -> Result<UserToken, VssError> {
         Ok(self.user.clone())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme
+/// case-insensitive), for authorizers of bearer tokens. A missing header, one
+/// that is not ASCII or of another scheme is [`VssError::Auth`].
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VssError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| VssError::Auth("missing Authorization header".into()))?;
+    let value = value
+        .to_str()
+        .map_err(|_| VssError::Auth("Authorization header is not ASCII".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(VssError::Auth(
+            "Authorization header is not `Bearer <jwt>`".into(),
+        )),
     }
 }
 

@@ -11,9 +11,9 @@
 //!   with keep-alive and pipelining, HTTP/2 (prior knowledge), and a graceful
 //!   shutdown that lets in-flight requests finish within a bounded wait.
 //! - [`Authorizer`] turns request headers into a [`vss_core::UserToken`];
-//!   [`NoopAuthorizer`] (local testing) and [`JwtAuthorizer`] (RS256 as the
-//!   reference server, ES256, EdDSA, several keys for rotation) ship here;
-//!   the `vss-auth` crate adds signature auth and an LNURL-auth token issuer.
+//!   [`NoopAuthorizer`] (local testing) ships here; the `vss-auth` crate has
+//!   the real methods (JWT, signature auth, an LNURL-auth token issuer), so
+//!   an embedder that brings its own authorizer builds no JWT or RSA code.
 //! - [`Endpoint`]: an extra plain-HTTP path served by the same service
 //!   ([`VssService::with_endpoint`]).
 //!
@@ -44,15 +44,13 @@
 mod auth;
 mod body;
 mod endpoint;
-mod jwt;
 mod response;
 mod serve;
 mod service;
 
-pub use auth::{Authorizer, NoopAuthorizer};
+pub use auth::{bearer_token, Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
 pub use endpoint::Endpoint;
-pub use jwt::{bearer_token, JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
 pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{serve, ServeOptions, ServeOutcome};
 pub use service::{

@@ -294,7 +294,7 @@ pub(super) fn load(sources: &Sources<'_>) -> Result<AuthConfig, ConfigError> {
     let keys = inline_or_file(sources, &JWT_RSA_PEM, &JWT_RSA_PEM_FILE)?;
     // Check the keys now, so a bad or short key stops startup naming the setting.
     if let Some((pem, setting)) = &keys {
-        if let Err(err) = vss_http::JwtKey::parse_public_pems(pem) {
+        if let Err(err) = vss_auth::JwtKey::parse_public_pems(pem) {
             return Err(ConfigError::Invalid {
                 names: setting.names(),
                 origin: origin_of(sources, setting)?,
@@ -361,7 +361,7 @@ pub(super) fn load(sources: &Sources<'_>) -> Result<AuthConfig, ConfigError> {
                 LNURL_PRIVATE_KEY_FILE.names()
             )));
         };
-        if let Err(err) = vss_http::JwtKey::from_private_pem(&private_key_pem) {
+        if let Err(err) = vss_auth::JwtKey::from_private_pem(&private_key_pem) {
             return Err(ConfigError::Invalid {
                 names: key_setting.names(),
                 origin: origin_of(sources, &key_setting)?,

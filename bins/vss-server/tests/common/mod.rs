@@ -79,11 +79,11 @@ pub async fn start_with_store(config: Config, store: Arc<dyn KvStore>) -> Runnin
 }
 
 pub const PRIVATE_PEM: &str =
-    include_str!("../../../../crates/vss-http/tests/fixtures/rs256-private.pem");
+    include_str!("../../../../crates/vss-auth/tests/fixtures/jwt/rs256-private.pem");
 pub const PUBLIC_PEM: &str =
-    include_str!("../../../../crates/vss-http/tests/fixtures/rs256-public.pem");
+    include_str!("../../../../crates/vss-auth/tests/fixtures/jwt/rs256-public.pem");
 pub const RSA1024_PUBLIC_PEM: &str =
-    include_str!("../../../../crates/vss-http/tests/fixtures/rsa1024-public.pem");
+    include_str!("../../../../crates/vss-auth/tests/fixtures/jwt/rsa1024-public.pem");
 
 pub fn token(sub: &str) -> String {
     let exp = std::time::SystemTime::now()

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vss_core::proto::ErrorResponse;
-use vss_core::KvStore;
+use vss_core::{KvStore, UserToken, VssError};
 use vss_http::{
     serve, Authorizer, HttpConfig, NoopAuthorizer, ServeOptions, ServeOutcome, VssService,
 };
@@ -205,34 +205,25 @@ pub fn raw_post(path: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-pub const PRIVATE_PEM: &str = include_str!("../fixtures/rs256-private.pem");
-pub const PUBLIC_PEM: &str = include_str!("../fixtures/rs256-public.pem");
-pub const PUBLIC_PKCS1_PEM: &str = include_str!("../fixtures/rs256-public-pkcs1.pem");
-pub const OTHER_PRIVATE_PEM: &str = include_str!("../fixtures/other-private.pem");
-pub const RSA1024_PUBLIC_PEM: &str = include_str!("../fixtures/rsa1024-public.pem");
+/// The secret half of the test authorizer's tokens.
+pub const TOKEN_SECRET: &str = "s3cr3t-4f1c2b";
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+/// The token [`TokenAuthorizer`] accepts for `user`.
+pub fn token(user: &str) -> String {
+    format!("{TOKEN_SECRET}.{user}")
 }
 
-/// An RS256 token signed with `private_pem` carrying `claims`.
-pub fn sign(private_pem: &str, claims: &serde_json::Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        claims,
-        &key,
-    )
-    .unwrap()
-}
+/// A stand-in for a real authorizer (those live in vss-auth):
+/// `Authorization: Bearer <secret>.<user>` is `user` when the secret is
+/// [`TOKEN_SECRET`]; anything else is refused with AUTH.
+pub struct TokenAuthorizer;
 
-/// A valid token for `sub`, expiring in an hour.
-pub fn valid_token(sub: &str) -> String {
-    sign(
-        PRIVATE_PEM,
-        &serde_json::json!({ "sub": sub, "exp": now() + 3600 }),
-    )
+#[async_trait::async_trait]
+impl Authorizer for TokenAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
+        match vss_http::bearer_token(headers)?.split_once('.') {
+            Some((secret, user)) if secret == TOKEN_SECRET => UserToken::new(user),
+            _ => Err(VssError::Auth("unknown token".into())),
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! JWT bearer tokens: RS256 as the reference server checks them, plus ES256
-//! and EdDSA, several keys at once for rotation.
+//! and EdDSA, several keys at once for rotation. Times are judged by a
+//! [`Clock`], so tests move time instead of minting tokens for the wall clock.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
@@ -11,13 +13,14 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 use vss_core::{UserToken, VssError};
+use vss_http::{bearer_token, Authorizer};
 
-use crate::Authorizer;
+use crate::{Clock, SystemClock};
 
 /// The smallest RSA key accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// Clock skew allowed when checking `exp` (and `nbf`), in seconds.
+/// Clock skew allowed when checking `exp` and `nbf`, in seconds.
 pub const JWT_LEEWAY_SECS: u64 = 60;
 
 /// Why a JWT key or setting was refused at configuration time.
@@ -220,19 +223,21 @@ fn check_rsa_public_pem(pem: &str) -> Result<(), JwtConfigError> {
 
 /// `Authorization: Bearer <jwt>`, verified by one of a set of keys.
 ///
-/// The token's `sub` claim is the user; `exp` is required and checked with
-/// [`JWT_LEEWAY_SECS`] of leeway; a token carrying `aud` is refused unless an
-/// audience is configured, and must then name it; with an issuer configured,
-/// `iss` is required and must match. Each key fixes its algorithm (see
-/// [`JwtKey`]), so `alg: none`, HMAC and any algorithm other than the key's
-/// are refused. A token whose `kid` names a configured key is checked with
-/// that key only; any other token is tried against every key (rotation: old
-/// and new keys side by side).
+/// The token's `sub` claim is the user; `exp` is required, and `nbf` checked
+/// when present, both with [`JWT_LEEWAY_SECS`] of leeway against the
+/// authorizer's [`Clock`] (the system's unless [`JwtAuthorizer::with_clock`]);
+/// a token carrying `aud` is refused unless an audience is configured, and
+/// must then name it; with an issuer configured, `iss` is required and must
+/// match. Each key fixes its algorithm (see [`JwtKey`]), so `alg: none`, HMAC
+/// and any algorithm other than the key's are refused. A token whose `kid`
+/// names a configured key is checked with that key only; any other token is
+/// tried against every key (rotation: old and new keys side by side).
 #[derive(Clone)]
 pub struct JwtAuthorizer {
     keys: Vec<JwtKey>,
     audience: Option<String>,
     issuer: Option<String>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for JwtAuthorizer {
@@ -241,13 +246,18 @@ impl std::fmt::Debug for JwtAuthorizer {
             .field("keys", &self.keys)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
+/// The claims this authorizer reads. jsonwebtoken checks that `exp` and `sub`
+/// are present (and `iss` when required); the times are judged here, by the clock.
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
 }
 
 impl JwtAuthorizer {
@@ -260,6 +270,7 @@ impl JwtAuthorizer {
             keys,
             audience: None,
             issuer: None,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -305,6 +316,12 @@ impl JwtAuthorizer {
         Ok(self)
     }
 
+    /// Judges `exp` and `nbf` by `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The keys tokens are checked with.
     pub fn keys(&self) -> &[JwtKey] {
         &self.keys
@@ -312,6 +329,9 @@ impl JwtAuthorizer {
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut validation = Validation::new(algorithm);
+        // The times are judged by the clock in `verify`, not by the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = JWT_LEEWAY_SECS;
         let mut required = vec!["exp", "sub"];
         // With no audience configured, jsonwebtoken refuses any token that carries `aud`.
@@ -348,7 +368,7 @@ impl JwtAuthorizer {
         let mut last_error = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
-                Ok(data) => return UserToken::new(data.claims.sub),
+                Ok(data) => return self.in_time(data.claims),
                 Err(e) => last_error = Some(e),
             }
         }
@@ -357,21 +377,26 @@ impl JwtAuthorizer {
             None => "invalid token".into(),
         }))
     }
-}
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VssError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| VssError::Auth("missing Authorization header".into()))?;
-    let value = value
-        .to_str()
-        .map_err(|_| VssError::Auth("Authorization header is not ASCII".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-        _ => Err(VssError::Auth(
-            "Authorization header is not `Bearer <jwt>`".into(),
-        )),
+    /// The user of a token whose signature and claims checked out, if it is
+    /// valid now: not expired (`exp`), not before its time (`nbf`), each with
+    /// [`JWT_LEEWAY_SECS`] of leeway.
+    fn in_time(&self, claims: Claims) -> Result<UserToken, VssError> {
+        let now = self.clock.now_unix();
+        if claims.exp.saturating_add(JWT_LEEWAY_SECS) < now {
+            return Err(VssError::Auth(
+                "invalid token: the token has expired".into(),
+            ));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(JWT_LEEWAY_SECS))
+        {
+            return Err(VssError::Auth(
+                "invalid token: the token is not valid yet (nbf)".into(),
+            ));
+        }
+        UserToken::new(claims.sub)
     }
 }
 

@@ -2,20 +2,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
-mod common;
+mod jwt_support;
 
-use common::*;
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jwt_support::*;
 use serde_json::json;
+use vss_auth::{JwtAuthorizer, JwtConfigError, JwtKey};
 use vss_core::VssError;
-use vss_http::{Authorizer, JwtAuthorizer, JwtConfigError, JwtKey};
+use vss_http::Authorizer;
 
-const ES256_PRIVATE: &str = include_str!("fixtures/es256-private.pem");
-const ES256_PUBLIC: &str = include_str!("fixtures/es256-public.pem");
-const ED25519_PRIVATE: &str = include_str!("fixtures/ed25519-private.pem");
-const ED25519_PUBLIC: &str = include_str!("fixtures/ed25519-public.pem");
-const P384_PUBLIC: &str = include_str!("fixtures/p384-public.pem");
+const ES256_PRIVATE: &str = include_str!("fixtures/jwt/es256-private.pem");
+const ES256_PUBLIC: &str = include_str!("fixtures/jwt/es256-public.pem");
+const ED25519_PRIVATE: &str = include_str!("fixtures/jwt/ed25519-private.pem");
+const ED25519_PUBLIC: &str = include_str!("fixtures/jwt/ed25519-public.pem");
+const P384_PUBLIC: &str = include_str!("fixtures/jwt/p384-public.pem");
 
 fn mint(alg: Algorithm, kid: Option<&str>, private_pem: &str, claims: serde_json::Value) -> String {
     let key = match alg {
@@ -83,7 +84,7 @@ async fn es256_and_eddsa_keys_verify_their_own_algorithm_only() {
 async fn several_keys_rotate_and_kid_selects_one() {
     let rsa_pub = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/rs256-public.pem"
+        "/tests/fixtures/jwt/rs256-public.pem"
     ))
     .unwrap();
     let text =

@@ -2,15 +2,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
-mod common;
+mod jwt_support;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::*;
 use http::HeaderMap;
+use jwt_support::*;
 use serde_json::json;
+use std::sync::Arc;
 use vss_core::VssError;
-use vss_http::{Authorizer, JwtAuthorizer, JwtConfigError};
+
+use vss_auth::{Clock, JwtAuthorizer, JwtConfigError, ManualClock};
+use vss_http::Authorizer;
 
 fn authorizer() -> JwtAuthorizer {
     JwtAuthorizer::from_rsa_pem(PUBLIC_PEM).unwrap()
@@ -80,6 +83,70 @@ async fn expiry_is_required_and_checked_with_60_seconds_of_leeway() {
         authorize(&auth, Some(&format!("Bearer {no_exp}"))).await,
         "no exp",
     );
+}
+
+#[tokio::test]
+async fn expiry_is_judged_by_the_injected_clock() {
+    // A token that expired long ago by the system's clock, judged at its own time.
+    let exp = 1_000_000;
+    let token = format!(
+        "Bearer {}",
+        sign(PRIVATE_PEM, &json!({ "sub": "u", "exp": exp }))
+    );
+    let clock = Arc::new(ManualClock::new(exp - 10));
+    let auth = authorizer().with_clock(clock.clone());
+    assert_eq!(authorize(&auth, Some(&token)).await.unwrap(), "u");
+    clock.set(exp + 59);
+    assert_eq!(
+        authorize(&auth, Some(&token)).await.unwrap(),
+        "u",
+        "within the leeway"
+    );
+    clock.set(exp + 61);
+    assert_auth_error(authorize(&auth, Some(&token)).await, "expired by the clock");
+    // And a token valid by the system's clock is expired when the clock says so.
+    let fresh = format!("Bearer {}", valid_token("u"));
+    let later = authorizer().with_clock(Arc::new(ManualClock::new(now() as u64 + 7200)));
+    assert_auth_error(
+        authorize(&later, Some(&fresh)).await,
+        "an hour past its exp",
+    );
+}
+
+#[tokio::test]
+async fn a_token_before_its_nbf_is_refused() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let auth = authorizer().with_clock(clock.clone());
+    let t = clock.now_unix() as i64;
+    let early = |nbf: i64| {
+        format!(
+            "Bearer {}",
+            sign(
+                PRIVATE_PEM,
+                &json!({ "sub": "u", "exp": t + 7200, "nbf": nbf })
+            )
+        )
+    };
+    let future = early(t + 600);
+    assert_auth_error(
+        authorize(&auth, Some(&future)).await,
+        "nbf 10 minutes ahead",
+    );
+    // The same 60 s of leeway as for exp.
+    assert_eq!(authorize(&auth, Some(&early(t + 30))).await.unwrap(), "u");
+    assert_eq!(authorize(&auth, Some(&early(t - 600))).await.unwrap(), "u");
+    // Once the clock reaches it, the token is good.
+    clock.advance(600);
+    assert_eq!(authorize(&auth, Some(&future)).await.unwrap(), "u");
+    // An nbf that is not a time is refused.
+    let garbage = format!(
+        "Bearer {}",
+        sign(
+            PRIVATE_PEM,
+            &json!({ "sub": "u", "exp": t + 7200, "nbf": "soon" })
+        )
+    );
+    assert_auth_error(authorize(&auth, Some(&garbage)).await, "nbf not a number");
 }
 
 #[tokio::test]
