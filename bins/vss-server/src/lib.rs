@@ -19,12 +19,14 @@
 //! ```
 //!
 //! [`Config`] comes from flags, `VSS_*` variables and a TOML file
-//! ([`Config::load`]); [`backend`] holds the storage backends compiled in.
+//! ([`Config::load`]); [`settings`] is how every setting is declared and read,
+//! [`backend`] holds the storage backends compiled in.
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod config;
+pub mod settings;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -201,14 +203,6 @@ type Auth = (Arc<dyn Authorizer>, Option<(String, Arc<LnurlAuthIssuer>)>);
 /// on a non-loopback address unless explicitly allowed.
 fn authorizer(config: &Config) -> Result<Auth, ServerError> {
     match &config.auth {
-        AuthConfig::Jwt { rsa_pem, audience } => {
-            let mut jwt = JwtAuthorizer::from_public_pems(rsa_pem)?;
-            if let Some(audience) = audience {
-                jwt = jwt.with_audience(audience)?;
-            }
-            tracing::info!(keys = jwt.keys().len(), "authentication: JWT");
-            Ok((Arc::new(jwt), None))
-        }
         AuthConfig::Methods(methods) => methods_authorizer(methods),
         AuthConfig::Unauthenticated => {
             let ip = config.bind_address.ip();

@@ -3,13 +3,27 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use vss_server::{Cli, Config, Server};
+use vss_server::{Config, ConfigError, Server};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::load(&cli) {
+    let config = match Config::load() {
         Ok(config) => config,
+        // --help and --version.
+        Err(ConfigError::Usage {
+            message,
+            informational: true,
+        }) => {
+            print!("{message}");
+            if !message.ends_with('\n') {
+                println!();
+            }
+            return ExitCode::SUCCESS;
+        }
+        // clap's own message already says what is wrong and shows the usage.
+        Err(ConfigError::Usage { message, .. }) => {
+            eprint!("{message}");
+            return ExitCode::from(2);
+        }
         Err(err) => {
             eprintln!("vss-server: {err}");
             return ExitCode::from(2);

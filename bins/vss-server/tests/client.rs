@@ -357,10 +357,7 @@ async fn a_value_of_2_mib_round_trips() {
 async fn the_client_authenticates_with_a_jwt() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(sqlite(dir.path()));
-    cfg.auth = AuthConfig::Jwt {
-        rsa_pem: PUBLIC_PEM.to_string(),
-        audience: None,
-    };
+    cfg.auth = AuthConfig::jwt(PUBLIC_PEM);
     let server = start(cfg).await;
     let headers = |sub: &str| {
         Arc::new(FixedHeaders::new(HashMap::from([(

@@ -10,21 +10,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use common::{PUBLIC_PEM, RSA1024_PUBLIC_PEM};
-use vss_server::config::{ConfigError, SETTINGS};
-use vss_server::{AuthConfig, BackendConfig, Cli, Config};
-
-fn cli(args: &[&str]) -> Cli {
-    Cli::try_parse_from(std::iter::once("vss-server").chain(args.iter().copied())).unwrap()
-}
+use vss_server::config::{settings_list, ConfigError, JwtSettings};
+use vss_server::{AuthConfig, AuthMethods, BackendConfig, Config};
 
 fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let argv = std::iter::once("vss-server").chain(args.iter().copied());
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Config::from_sources(&cli(args), &move |name| env.get(name).cloned())
+    Config::from_sources(argv, &move |name| env.get(name).cloned())
 }
 
 fn file(contents: &str) -> tempfile::NamedTempFile {
@@ -107,7 +103,11 @@ fn reference_server_names_are_understood() {
     assert_eq!(config.http.max_body_size(), 2048);
     assert!(matches!(
         config.auth,
-        AuthConfig::Jwt { audience: None, .. }
+        AuthConfig::Methods(AuthMethods {
+            jwt: Some(JwtSettings { audience: None, .. }),
+            sigs: None,
+            lnurl: None
+        })
     ));
     assert_eq!(config.log_filter, "debug");
     let from_env = load(
@@ -122,7 +122,8 @@ fn reference_server_names_are_understood() {
     .unwrap();
     assert_eq!(from_env.bind_address, addr("[::1]:9001"));
     assert_eq!(from_env.http.max_body_size(), 4096);
-    assert!(matches!(from_env.auth, AuthConfig::Jwt { .. }));
+    // Values from the environment and the file are trimmed.
+    assert_eq!(from_env.auth, AuthConfig::jwt(PUBLIC_PEM.trim()));
     assert_eq!(from_env.log_filter, "warn");
 }
 
@@ -174,10 +175,15 @@ fn every_flag_sets_its_setting() {
     );
     assert_eq!(
         config.auth,
-        AuthConfig::Jwt {
-            rsa_pem: PUBLIC_PEM.to_string(),
-            audience: Some("vss".into())
-        }
+        AuthConfig::Methods(AuthMethods {
+            jwt: Some(JwtSettings {
+                public_keys_pem: Some(PUBLIC_PEM.to_string()),
+                audience: Some("vss".into()),
+                issuer: None,
+            }),
+            sigs: None,
+            lnurl: None,
+        })
     );
     assert_eq!(config.log_filter, "vss_http=debug,info");
     assert!(config.allow_unauthenticated);
@@ -366,7 +372,7 @@ fn the_example_config_file_is_valid() {
 #[test]
 fn config_md_documents_every_setting() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/CONFIG.md")).unwrap();
-    for setting in SETTINGS {
+    for setting in settings_list() {
         assert!(
             doc.contains(&format!("`{}`", setting.env)),
             "CONFIG.md lacks {}",
@@ -386,7 +392,7 @@ fn config_md_documents_every_setting() {
         "/vss-server.example.toml"
     ))
     .unwrap();
-    for setting in SETTINGS {
+    for setting in settings_list() {
         let key = setting.file_key.split('.').nth(1).unwrap();
         assert!(
             example.contains(key),

@@ -12,10 +12,13 @@ use backend_support::*;
 use vss_conformance::HttpStore;
 use vss_core::conformance::{self, ConcurrencyConfig, Subject};
 use vss_server::backend::{AwsCredentials, DynamoDbSettings};
-use vss_server::config::{
-    DYNAMODB_CREATE_TABLE, DYNAMODB_ENDPOINT_URL, DYNAMODB_REGION, DYNAMODB_TABLE,
-};
+use vss_server::config::Setting;
 use vss_server::{BackendConfig, Config, Server, ServerError};
+
+/// The setting `dynamodb_config.KEY`.
+fn dynamodb_setting(key: &str) -> Setting {
+    *setting(&format!("dynamodb_config.{key}"))
+}
 
 fn dynamodb(config: Config) -> DynamoDbSettings {
     match config.backend {
@@ -98,18 +101,26 @@ fn settings_come_from_the_environment_the_file_and_flags() {
 
 #[test]
 fn a_bad_value_is_named() {
-    assert_refused("dynamodb", &DYNAMODB_TABLE, "no");
-    assert_refused("dynamodb", &DYNAMODB_TABLE, "wallets/backups");
-    assert_refused("dynamodb", &DYNAMODB_REGION, "EU West");
-    assert_refused("dynamodb", &DYNAMODB_ENDPOINT_URL, "127.0.0.1:8000");
-    assert_refused("dynamodb", &DYNAMODB_ENDPOINT_URL, "ftp://host");
+    assert_refused("dynamodb", &dynamodb_setting("table"), "no");
+    assert_refused("dynamodb", &dynamodb_setting("table"), "wallets/backups");
+    assert_refused("dynamodb", &dynamodb_setting("region"), "EU West");
+    assert_refused(
+        "dynamodb",
+        &dynamodb_setting("endpoint_url"),
+        "127.0.0.1:8000",
+    );
+    assert_refused("dynamodb", &dynamodb_setting("endpoint_url"), "ftp://host");
     // A boolean flag takes no value: only the variable and the file can be wrong.
     let err = load(
         &["--backend", "dynamodb"],
         &[("VSS_DYNAMODB_CREATE_TABLE", "later")],
     )
     .unwrap_err();
-    assert_names(&err, &DYNAMODB_CREATE_TABLE, "from the environment");
+    assert_names(
+        &err,
+        &dynamodb_setting("create_table"),
+        "from the environment",
+    );
 }
 
 #[test]

@@ -10,11 +10,13 @@ use backend_support::*;
 use vss_backend_postgres::PostgresConfig;
 use vss_core::conformance::{self, ModelConfig};
 use vss_server::backend::{PostgresSettings, PostgresTls};
-use vss_server::config::{
-    ConfigError, PSQL_ADDRESS, PSQL_CA_FILE, PSQL_DEFAULT_DB, PSQL_PASSWORD, PSQL_TLS, PSQL_URL,
-    PSQL_USERNAME, PSQL_VSS_DB,
-};
+use vss_server::config::{ConfigError, Setting};
 use vss_server::{BackendConfig, Config, Server, ServerError};
+
+/// The setting `postgresql_config.KEY`.
+fn psql(key: &str) -> Setting {
+    *setting(&format!("postgresql_config.{key}"))
+}
 
 fn postgres(config: Config) -> PostgresSettings {
     match config.backend {
@@ -117,7 +119,8 @@ fn the_url_is_a_secret_setting_of_its_own() {
     .unwrap();
     assert_eq!(postgres(from_file).url.as_deref(), Some(url));
     assert_eq!(
-        PSQL_URL.flag, None,
+        psql("url").flag,
+        None,
         "a flag would show the password to other users"
     );
 
@@ -130,7 +133,7 @@ fn the_url_is_a_secret_setting_of_its_own() {
         ],
     )
     .unwrap_err();
-    assert_names(&err, &PSQL_URL, "from the environment");
+    assert_names(&err, &psql("url"), "from the environment");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
@@ -139,14 +142,14 @@ fn the_url_and_the_separate_settings_exclude_each_other() {
     let url = ("VSS_PSQL_URL", "postgres://alice:hunter2@db/wallets");
     let ca = tempfile::NamedTempFile::new().unwrap();
     for (setting, value) in [
-        (PSQL_USERNAME, "bob"),
-        (PSQL_PASSWORD, "pw"),
-        (PSQL_ADDRESS, "db:1"),
-        (PSQL_DEFAULT_DB, "postgres"),
-        (PSQL_VSS_DB, "vss"),
+        (psql("username"), "bob"),
+        (psql("password"), "pw"),
+        (psql("address"), "db:1"),
+        (psql("default_database"), "postgres"),
+        (psql("vss_database"), "vss"),
         // Even the default value: the URL's sslmode decides.
-        (PSQL_TLS, "disable"),
-        (PSQL_CA_FILE, ca.path().to_str().unwrap()),
+        (psql("tls"), "disable"),
+        (psql("ca_file"), ca.path().to_str().unwrap()),
     ] {
         let err = load(
             &[],
@@ -163,10 +166,10 @@ fn the_url_and_the_separate_settings_exclude_each_other() {
 
 #[test]
 fn a_bad_value_is_named() {
-    assert_refused("postgres", &PSQL_TLS, "verify-full");
-    assert_refused("postgres", &PSQL_CA_FILE, "/nonexistent/ca.pem");
+    assert_refused("postgres", &psql("tls"), "verify-full");
+    assert_refused("postgres", &psql("ca_file"), "/nonexistent/ca.pem");
     let dir = tempfile::tempdir().unwrap();
-    assert_refused("postgres", &PSQL_CA_FILE, dir.path().to_str().unwrap());
+    assert_refused("postgres", &psql("ca_file"), dir.path().to_str().unwrap());
 }
 
 /// `VSS_TEST_POSTGRES_URL`'s server, user and database, as the separate settings.

@@ -13,8 +13,13 @@ use backend_support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vss_core::conformance::{self, ModelConfig};
 use vss_server::backend::RedisSettings;
-use vss_server::config::{ConfigError, REDIS_ALLOW_VOLATILE, REDIS_TLS_CA_FILE, REDIS_URL};
+use vss_server::config::{ConfigError, Setting};
 use vss_server::{BackendConfig, Config, Server, ServerError};
+
+/// The setting `redis_config.KEY`.
+fn redis_setting(key: &str) -> Setting {
+    *setting(&format!("redis_config.{key}"))
+}
 
 fn redis(config: Config) -> RedisSettings {
     match config.backend {
@@ -71,7 +76,7 @@ fn settings_come_from_the_environment_the_file_and_flags() {
     )
     .unwrap();
     assert_eq!(redis(from_flags), expected);
-    assert_eq!(REDIS_URL.flag, None);
+    assert_eq!(redis_setting("url").flag, None);
 
     // Nothing set: a local Redis, the durability guard on.
     let defaults = redis(load(&["--backend", "redis"], &[]).unwrap());
@@ -89,9 +94,13 @@ fn settings_come_from_the_environment_the_file_and_flags() {
 
 #[test]
 fn a_bad_value_is_named() {
-    assert_refused("redis", &REDIS_ALLOW_VOLATILE, "sometimes");
-    assert_refused("redis", &REDIS_TLS_CA_FILE, "/nonexistent/ca.pem");
-    assert_refused("redis", &REDIS_URL, "http://127.0.0.1:6379");
+    assert_refused("redis", &redis_setting("allow_volatile"), "sometimes");
+    assert_refused(
+        "redis",
+        &redis_setting("tls_ca_file"),
+        "/nonexistent/ca.pem",
+    );
+    assert_refused("redis", &redis_setting("url"), "http://127.0.0.1:6379");
     // The secret URL is named but never repeated.
     let err = load(
         &[],
@@ -101,7 +110,7 @@ fn a_bad_value_is_named() {
         ],
     )
     .unwrap_err();
-    assert_names(&err, &REDIS_URL, "from the environment");
+    assert_names(&err, &redis_setting("url"), "from the environment");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 

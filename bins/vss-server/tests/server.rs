@@ -29,10 +29,7 @@ async fn without_auth_only_loopback_addresses_are_accepted() {
     ));
     let mut jwt = config(BackendConfig::Memory);
     jwt.bind_address = "192.0.2.1:0".parse().unwrap();
-    jwt.auth = AuthConfig::Jwt {
-        rsa_pem: PUBLIC_PEM.into(),
-        audience: None,
-    };
+    jwt.auth = AuthConfig::jwt(PUBLIC_PEM);
     assert!(matches!(
         Server::start(jwt).await.unwrap_err(),
         ServerError::Bind { .. }
@@ -53,10 +50,7 @@ async fn without_auth_only_loopback_addresses_are_accepted() {
 #[tokio::test]
 async fn a_short_jwt_key_is_refused_at_start() {
     let mut cfg = config(BackendConfig::Memory);
-    cfg.auth = AuthConfig::Jwt {
-        rsa_pem: RSA1024_PUBLIC_PEM.into(),
-        audience: None,
-    };
+    cfg.auth = AuthConfig::jwt(RSA1024_PUBLIC_PEM);
     let err = Server::start(cfg).await.unwrap_err();
     assert!(matches!(err, ServerError::Jwt(_)), "{err}");
 }

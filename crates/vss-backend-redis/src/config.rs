@@ -92,8 +92,9 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-/// The URL with any password replaced, fit for logs.
-pub(crate) fn redact_url(url: &str) -> String {
+/// `url` with the password of its user info replaced by `***`, fit for logs
+/// and `Debug` output.
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };

@@ -114,6 +114,6 @@ mod error;
 mod keys;
 mod store;
 
-pub use config::RedisConfig;
+pub use config::{redact_url, RedisConfig};
 pub use error::RedisError;
 pub use store::RedisStore;

@@ -54,7 +54,6 @@ impl RedisStore {
     /// or with [`RedisError::NotDurable`] when the server could lose
     /// acknowledged writes and [`RedisConfig::allow_volatile`] is not set.
     pub async fn connect(config: RedisConfig) -> Result<RedisStore, RedisError> {
-        check(&config)?;
         let fred_config = client_config(&config)?;
         let pool = fred::types::Builder::from_config(fred_config)
             .with_connection_config(|c| {
@@ -134,51 +133,67 @@ impl RedisStore {
     }
 }
 
-fn check(config: &RedisConfig) -> Result<(), RedisError> {
-    if config.pool_size == 0 {
-        return Err(RedisError::Config("pool_size must be at least 1".into()));
+impl RedisConfig {
+    /// Checks what can be checked without a server: the URL's scheme, a CA
+    /// file only with TLS, the pool size, the namespace and the scan limit.
+    /// [`RedisStore::connect`] runs it first; a configuration front end can
+    /// run it early, to refuse a bad configuration before connecting.
+    pub fn check(&self) -> Result<(), RedisError> {
+        let Some((_, tls)) = plain_url(&self.url) else {
+            return Err(RedisError::Config(
+                "the URL's scheme must be redis, rediss, redis-cluster or rediss-cluster".into(),
+            ));
+        };
+        if self.tls_ca_file.is_some() && !tls {
+            return Err(RedisError::Config(
+                "tls_ca_file is set but the URL does not use TLS (rediss:// or rediss-cluster://)"
+                    .into(),
+            ));
+        }
+        if self.pool_size == 0 {
+            return Err(RedisError::Config("pool_size must be at least 1".into()));
+        }
+        if !keys::valid_namespace(&self.namespace) {
+            return Err(RedisError::Config(
+                "namespace must not contain `{` or `}` (they delimit the cluster hash tag)".into(),
+            ));
+        }
+        let max_page = usize::try_from(self.limits.max_page_size).unwrap_or(0);
+        if self.list_scan_limit <= max_page {
+            return Err(RedisError::Config(format!(
+                "list_scan_limit ({}) must exceed limits.max_page_size ({max_page})",
+                self.list_scan_limit
+            )));
+        }
+        Ok(())
     }
-    if !keys::valid_namespace(&config.namespace) {
-        return Err(RedisError::Config(
-            "namespace must not contain `{` or `}` (they delimit the cluster hash tag)".into(),
-        ));
+}
+
+/// The URL fred is given (TLS is set up here, so `rediss` becomes `redis`)
+/// and whether it uses TLS; `None` for a scheme that is not Redis's.
+fn plain_url(url: &str) -> Option<(String, bool)> {
+    match url.split_once("://") {
+        Some(("rediss", rest)) => Some((format!("redis://{rest}"), true)),
+        Some(("rediss-cluster", rest)) => Some((format!("redis-cluster://{rest}"), true)),
+        Some(("redis" | "redis-cluster", _)) => Some((url.to_string(), false)),
+        _ => None,
     }
-    let max_page = usize::try_from(config.limits.max_page_size).unwrap_or(0);
-    if config.list_scan_limit <= max_page {
-        return Err(RedisError::Config(format!(
-            "list_scan_limit ({}) must exceed limits.max_page_size ({max_page})",
-            config.list_scan_limit
-        )));
-    }
-    Ok(())
 }
 
 /// The client configuration for the URL, with TLS set up here rather than by
 /// the client library: with an explicit crypto provider (so it cannot clash
 /// with other TLS users in the same binary) and an optional private CA.
 fn client_config(config: &RedisConfig) -> Result<Config, RedisError> {
+    config.check()?;
     let bad_url = |e: &dyn std::fmt::Display| {
         RedisError::Config(format!("cannot use URL {}: {e}", redact_url(&config.url)))
     };
-    let (url, tls) = match config.url.split_once("://") {
-        Some(("rediss", rest)) => (format!("redis://{rest}"), true),
-        Some(("rediss-cluster", rest)) => (format!("redis-cluster://{rest}"), true),
-        Some(("redis" | "redis-cluster", _)) => (config.url.clone(), false),
-        _ => {
-            return Err(bad_url(
-                &"the scheme must be redis, rediss, redis-cluster or rediss-cluster",
-            ))
-        }
+    let Some((url, tls)) = plain_url(&config.url) else {
+        return Err(bad_url(&"not a Redis URL"));
     };
     let mut fred_config = Config::from_url(&url).map_err(|e| bad_url(&e))?;
-    match (tls, &config.tls_ca_file) {
-        (true, ca_file) => fred_config.tls = Some(tls_config(ca_file.as_deref())?.into()),
-        (false, Some(_)) => {
-            return Err(RedisError::Config(
-                "tls_ca_file is set but the URL does not use TLS (rediss://)".into(),
-            ))
-        }
-        (false, None) => {}
+    if tls {
+        fred_config.tls = Some(tls_config(config.tls_ca_file.as_deref())?.into());
     }
     Ok(fred_config)
 }

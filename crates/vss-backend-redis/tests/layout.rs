@@ -197,11 +197,28 @@ async fn users_and_stores_containing_separators_stay_apart() {
 
 #[tokio::test]
 async fn scripts_are_loaded_again_after_script_flush() {
-    let Some(url) = common::redis_url() else {
+    let Some(bin) = common::redis_server() else {
         return;
     };
+    // A server of its own: flushing the shared test server's scripts could
+    // make another test's reload race a second flush.
+    let dir = tempfile::tempdir().unwrap();
+    let redis = common::ChildRedis::start(
+        &bin,
+        dir.path(),
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ],
+    )
+    .await;
+    let url = redis.url();
     let store = common::connect(&url).await;
-    let admin = common::admin(&url).await;
+    let admin = redis.admin().await;
     let user = unique_user();
     put(&store, &user, "s", None, vec![kv("a", 0, b"1")])
         .await

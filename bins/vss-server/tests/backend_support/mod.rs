@@ -7,22 +7,25 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use clap::{CommandFactory, Parser};
 use vss_conformance::HttpStore;
 use vss_core::conformance::{self, ConcurrencyConfig, ModelConfig, Subject};
 use vss_core::{KvStore, StoreLimits};
 use vss_server::config::{ConfigError, Setting};
-use vss_server::{Cli, Config};
+use vss_server::Config;
 
 /// The configuration `vss-server ARGS` would get with exactly the variables `env`.
 pub fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let cli =
-        Cli::try_parse_from(std::iter::once("vss-server").chain(args.iter().copied())).unwrap();
+    let argv = std::iter::once("vss-server").chain(args.iter().copied());
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Config::from_sources(&cli, &move |name| env.get(name).cloned())
+    Config::from_sources(argv, &move |name| env.get(name).cloned())
+}
+
+/// The setting whose file key is `file_key`.
+pub fn setting(file_key: &str) -> &'static Setting {
+    vss_server::config::setting(file_key).unwrap_or_else(|| panic!("no setting {file_key}"))
 }
 
 /// A TOML config file with `contents`.
@@ -54,21 +57,10 @@ pub fn assert_refused(backend: &str, setting: &Setting, value: &str) {
     let err = load(&["--config", path], &backend_env).expect_err(setting.file_key);
     assert_names(&err, setting, path);
 
-    // A boolean flag (such as --redis-allow-volatile) takes no value that could be wrong.
-    if let Some(flag) = setting.flag.filter(|flag| flag_takes_a_value(flag)) {
-        let err = load(&[flag, value], &backend_env).expect_err(flag);
+    if let Some(flag) = setting.flag {
+        let err = load(&[&format!("{flag}={value}")], &backend_env).expect_err(flag);
         assert_names(&err, setting, "from the command line");
     }
-}
-
-fn flag_takes_a_value(flag: &str) -> bool {
-    let long = flag.trim_start_matches("--");
-    let command = Cli::command();
-    let arg = command
-        .get_arguments()
-        .find(|arg| arg.get_long() == Some(long))
-        .unwrap_or_else(|| panic!("no flag {flag}"));
-    arg.get_action().takes_values()
 }
 
 /// `s` as a TOML basic string.
