@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the benchmark scripts. Sourced, not run.
 
 # Builds the release binaries, the server with every backend, so that each benchmark
@@ -15,7 +16,7 @@ vss_bench_start_server() {
   log="$vss_tmp/server-$port.log"
   VSS_LOG_LEVEL=warn "$vss_bench_bin/vss-server" --bind-address "127.0.0.1:$port" "$@" >"$log" 2>&1 &
   vss_server_pid=$!
-  vss_on_exit "kill $vss_server_pid"
+  vss_on_exit kill "$vss_server_pid"
   vss_server_url="http://127.0.0.1:$port/vss"
   if ! vss_wait_for 120 grep -q "listening on" "$log"; then
     cat "$log" >&2

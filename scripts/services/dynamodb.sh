@@ -3,7 +3,8 @@
 # Sourced by scripts/test; defines `start_dynamodb`.
 #
 # start_dynamodb: unless VSS_TEST_DYNAMODB_URL is already set, starts moto's
-# DynamoDB server (PyPI package moto[server], installed when missing) bound to
+# DynamoDB server (PyPI package moto[server], installed when missing into a
+# virtual environment under $(vss_cache_dir), see vss_moto_python) bound to
 # 127.0.0.1 on a free port, with its files under "$vss_tmp/dynamodb", waits
 # until it answers ListTables, and exports:
 #   VSS_TEST_DYNAMODB_URL   http://127.0.0.1:PORT
@@ -42,13 +43,25 @@ with urllib.request.urlopen(request, timeout=2) as response:
 EOF
 }
 
-# Stops the server whose pid is $1, and waits (bounded) until it is gone.
-vss_dynamodb_stop() {
-  local pid="$1"
-  kill "$pid" 2>/dev/null || true
-  if ! vss_wait_for 10 bash -c "! kill -0 $pid"; then
-    kill -9 "$pid" 2>/dev/null || true
+# Prints the python of a virtual environment holding moto, under the scripts'
+# own cache directory (never the system's Python, which Debian refuses to
+# install into: PEP 668), creating it when missing. A stock Debian python3
+# needs its venv module (package python3-venv), installed when missing.
+vss_moto_python() {
+  local venv
+  venv="$(vss_cache_dir)/moto-$VSS_MOTO_VERSION" || return 1
+  if [ ! -e "$venv/.complete" ]; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      vss_apt_install python3-venv || return 1
+      python3 -m venv "$venv" >/dev/null || return 1
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "moto[server]==$VSS_MOTO_VERSION" >&2 || return 1
+    touch "$venv/.complete"
   fi
+  echo "$venv/bin/python"
 }
 
 start_dynamodb() {
@@ -56,11 +69,11 @@ start_dynamodb() {
     echo "dynamodb: using VSS_TEST_DYNAMODB_URL from the environment"
     return 0
   fi
-  if ! python3 -c 'import moto.server, moto.dynamodb' >/dev/null 2>&1; then
-    python3 -m pip install --quiet "moto[server]==$VSS_MOTO_VERSION" || return 1
-  fi
-
-  local port dir pid url
+  local python port dir pid url
+  python="$(vss_moto_python)" || {
+    echo "dynamodb: could not install moto $VSS_MOTO_VERSION into a virtual environment" >&2
+    return 1
+  }
   port="$(vss_free_port)"
   dir="$vss_tmp/dynamodb"
   mkdir -p "$dir"
@@ -83,9 +96,9 @@ def app(environ, start_response):
 
 run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=True)
 EOF
-  (cd "$dir" && exec python3 serve.py "$port" >"$dir/server.log" 2>&1) &
+  (cd "$dir" && exec "$python" serve.py "$port" >"$dir/server.log" 2>&1) &
   pid=$!
-  vss_on_exit "vss_dynamodb_stop $pid"
+  vss_on_exit vss_stop_pid "$pid" 10
   url="http://127.0.0.1:$port"
   if ! vss_wait_for 60 vss_dynamodb_ping "$url"; then
     echo "dynamodb: moto on port $port did not answer; its log:" >&2

@@ -34,22 +34,6 @@ vss_pg_bindir() {
   echo "$dir"
 }
 
-# Makes a CA and a server certificate for 127.0.0.1/localhost signed by it, in directory $1.
-vss_pg_make_certs() {
-  local dir="$1"
-  (
-    cd "$dir" || exit 1
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-      -keyout ca.key -out ca.crt -days 30 -subj "/CN=vss-test-ca" &&
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout server.key -out server.csr -subj "/CN=localhost" &&
-      printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
-        "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >server.ext &&
-      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-        -out server.crt -days 30 -extfile server.ext
-  ) >/dev/null 2>&1
-}
-
 # Starts one throwaway cluster named $2 with the binaries in $1. $3 = tls also serves TLS;
 # $3 = durable keeps PostgreSQL's durable defaults (fsync on), for benchmarks.
 # Sets vss_pg_port and vss_pg_datadir.
@@ -83,7 +67,7 @@ vss_pg_start_instance() {
       echo "full_page_writes = off"
     fi
   } >>"$vss_pg_datadir/postgresql.conf"
-  if [ "$mode" = "tls" ] && vss_pg_make_certs "$dir"; then
+  if [ "$mode" = "tls" ] && vss_make_certs "$dir"; then
     if [ "$(id -u)" -eq 0 ]; then
       chown postgres: "$dir/server.key" "$dir/server.crt"
     fi
@@ -100,7 +84,7 @@ vss_pg_start_instance() {
     cat "$dir/server.log" >&2
     return 1
   }
-  vss_on_exit "vss_pg_run '$bindir/pg_ctl' -D '$vss_pg_datadir' -m immediate stop"
+  vss_on_exit vss_pg_run "$bindir/pg_ctl" -D "$vss_pg_datadir" -m immediate stop
   vss_wait_for 30 "$bindir/pg_isready" -q -h 127.0.0.1 -p "$vss_pg_port" -U postgres
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Throwaway Redis for the tests of crates/vss-backend-redis. Sourced by scripts/test.
 #
 # start_redis: unless VSS_TEST_REDIS_URL is already set, starts a redis-server
@@ -19,30 +20,9 @@ vss_redis_ping() {
 
 # Stops the Redis on port $1 whose pid file is $2, and waits (bounded) until it is gone.
 vss_redis_stop() {
-  local port="$1" pidfile="$2" pid
-  pid="$(cat "$pidfile" 2>/dev/null || true)"
+  local port="$1" pidfile="$2"
   redis-cli -h 127.0.0.1 -p "$port" shutdown >/dev/null 2>&1 || true
-  if [ -n "$pid" ]; then
-    if ! vss_wait_for 10 bash -c "! kill -0 $pid"; then
-      kill "$pid" 2>/dev/null || true
-    fi
-  fi
-}
-
-# Makes a CA and a certificate for 127.0.0.1/localhost signed by it, in directory $1.
-vss_redis_make_certs() {
-  local dir="$1"
-  command -v openssl >/dev/null 2>&1 || vss_apt_install openssl || return 1
-  (
-    cd "$dir" &&
-      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout ca.key -out ca.crt -days 2 -subj "/CN=vss-test-redis-ca" &&
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout server.key -out server.csr -subj "/CN=localhost" &&
-      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext &&
-      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-        -out server.crt -days 2 -extfile server.ext
-  ) >/dev/null 2>&1
+  vss_stop_pid "$(cat "$pidfile" 2>/dev/null || true)" 10 wait
 }
 
 start_redis() {
@@ -65,7 +45,7 @@ start_redis() {
   tls_port="$(vss_free_port)"
   dir="$vss_tmp/redis"
   mkdir -p "$dir"
-  if vss_redis_make_certs "$dir"; then
+  if vss_make_certs "$dir"; then
     tls_args=(--tls-port "$tls_port" --tls-cert-file "$dir/server.crt"
       --tls-key-file "$dir/server.key" --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no)
   else
@@ -74,7 +54,7 @@ start_redis() {
   "$bin" --bind 127.0.0.1 --port "$port" --dir "$dir" \
     --appendonly yes --appendfsync always --save '' "${tls_args[@]}" \
     --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" || return 1
-  vss_on_exit "vss_redis_stop $port '$dir/redis.pid'"
+  vss_on_exit vss_redis_stop "$port" "$dir/redis.pid"
   if ! vss_wait_for 30 vss_redis_ping "$port"; then
     echo "redis: redis-server on port $port did not answer; its log:" >&2
     tail -n 20 "$dir/redis.log" >&2 || true
