@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{poll_until, ChildRedis};
+use common::poll_until;
 use fred::interfaces::ClientLike;
 use fred::types::{ClusterHash, CustomCommand};
 use vss_backend_redis::{RedisConfig, RedisStore};
@@ -26,24 +26,16 @@ async fn conformance_suite_on_a_cluster() {
     let Some(bin) = common::redis_server() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let nodes_conf = dir.path().join("nodes.conf");
-    let redis = ChildRedis::start(
+    let (redis, _dir) = common::durable_child(
         &bin,
-        dir.path(),
         &[
             "--cluster-enabled",
             "yes",
             "--cluster-announce-ip",
             "127.0.0.1",
+            // Relative to the server's directory, the temp dir.
             "--cluster-config-file",
-            nodes_conf.to_str().unwrap(),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
+            "nodes.conf",
         ],
     )
     .await;

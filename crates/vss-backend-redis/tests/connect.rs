@@ -8,32 +8,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::ChildRedis;
 use vss_backend_redis::{RedisConfig, RedisError, RedisStore};
 use vss_core::KvStore;
-
-const AOF: [&str; 6] = [
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "always",
-    "--save",
-    "",
-];
-
-async fn child_with(bin: &std::path::Path, extra: &[&str]) -> (ChildRedis, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = AOF.to_vec();
-    args.extend_from_slice(extra);
-    (ChildRedis::start(bin, dir.path(), &args).await, dir)
-}
 
 #[tokio::test]
 async fn username_and_password_from_the_url() {
     let Some(bin) = common::redis_server() else {
         return;
     };
-    let (redis, _dir) = child_with(
+    let (redis, _dir) = common::durable_child(
         &bin,
         &[
             "--user",
@@ -71,7 +54,7 @@ async fn a_user_denied_config_is_checked_through_info() {
         return;
     };
     // Like many managed services: the application's user may not run CONFIG.
-    let (redis, _dir) = child_with(
+    let (redis, _dir) = common::durable_child(
         &bin,
         &[
             "--user", "default", "off", "--user", "app", "on", ">pw", "~*", "&*", "+@all",

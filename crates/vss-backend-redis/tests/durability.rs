@@ -58,18 +58,7 @@ async fn aof_always_starts_without_warnings_and_everysec_warns() {
     let Some(bin) = common::redis_server() else {
         return;
     };
-    let (always, _d1) = child(
-        &bin,
-        &[
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ],
-    )
-    .await;
+    let (always, _d1) = child(&bin, &common::AOF_ALWAYS).await;
     let store = open(&always, false).await.unwrap();
     assert_eq!(store.durability_warnings(), &[] as &[String]);
     common::round_trip(&store).await;

@@ -202,20 +202,7 @@ async fn scripts_are_loaded_again_after_script_flush() {
     };
     // A server of its own: flushing the shared test server's scripts could
     // make another test's reload race a second flush.
-    let dir = tempfile::tempdir().unwrap();
-    let redis = common::ChildRedis::start(
-        &bin,
-        dir.path(),
-        &[
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ],
-    )
-    .await;
+    let (redis, _dir) = common::durable_child(&bin, &[]).await;
     let url = redis.url();
     let store = common::connect(&url).await;
     let admin = redis.admin().await;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{poll_until, ChildRedis};
+use common::poll_until;
 use vss_backend_redis::{RedisConfig, RedisStore};
 use vss_core::conformance::{unique_name, unique_user};
 use vss_core::proto::{GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest};
@@ -40,20 +40,7 @@ async fn acknowledged_writes_survive_a_crash_and_the_store_recovers() {
     let Some(bin) = common::redis_server() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut redis = ChildRedis::start(
-        &bin,
-        dir.path(),
-        &[
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ],
-    )
-    .await;
+    let (mut redis, _dir) = common::durable_child(&bin, &[]).await;
     let store = Arc::new(
         RedisStore::connect(RedisConfig {
             command_timeout: Duration::from_secs(2),

@@ -68,6 +68,25 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Persistence as the durability guard wants it: AOF, synced on every write.
+pub const AOF_ALWAYS: [&str; 6] = [
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--save",
+    "",
+];
+
+/// A redis-server child with [`AOF_ALWAYS`] and `extra` options, in a temp dir
+/// that lives as long as the returned guard.
+pub async fn durable_child(bin: &Path, extra: &[&str]) -> (ChildRedis, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = AOF_ALWAYS.to_vec();
+    args.extend_from_slice(extra);
+    (ChildRedis::start(bin, dir.path(), &args).await, dir)
+}
+
 /// A redis-server child process this test owns, on 127.0.0.1 only.
 pub struct ChildRedis {
     bin: PathBuf,
