@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use vss_core::{KvStore, MemoryStore};
 
-use crate::settings::{ConfigError, Origins};
+use crate::settings::{ConfigError, Origin, Origins, Setting, Sources};
 
 pub mod dynamodb;
 pub mod postgres;
@@ -85,6 +85,81 @@ pub fn compiled_backend(s: &str) -> Result<&'static str, String> {
              rebuild with `--features {name}`"
         )),
         None => Err(format!("unknown backend (this build has: {compiled})")),
+    }
+}
+
+/// The backend a configuration picks, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The backend inferred from its settings; `None` when `server_config.backend`
+    /// names one (its parser checks the name) or none is given (the default).
+    pub inferred: Option<&'static str>,
+    /// The name to read settings for.
+    pub name: String,
+    /// Why, for the startup log.
+    pub why: String,
+    /// Whether settings of any backend are given (the configuration is not empty).
+    pub settings_given: bool,
+}
+
+/// Picks the backend: the one `backend` (the setting `server_config.backend`)
+/// names; else the one whose settings are given, refusing settings of two
+/// backends or of one this build lacks; else [`DEFAULT_BACKEND`]. So a
+/// reference server's `[postgresql_config]` or `VSS_PSQL_*` alone means
+/// PostgreSQL, never an empty SQLite file.
+pub fn choose(sources: &Sources, backend: &Setting) -> Result<Choice, ConfigError> {
+    let mut given: Vec<(&Backend, Setting, Origin)> = Vec::new();
+    for b in BACKENDS {
+        let in_section = |s: &&Setting| Some(s.section()) == b.2;
+        for setting in sources.settings().iter().filter(in_section) {
+            if let Some((_, origin)) = sources.raw(setting)? {
+                given.push((b, *setting, origin));
+                break;
+            }
+        }
+    }
+    let settings_given = !given.is_empty();
+    if let Some((name, origin)) = sources.raw(backend)? {
+        return Ok(Choice {
+            inferred: None,
+            name: name.trim().to_ascii_lowercase(),
+            why: format!("{} ({origin})", backend.names()),
+            settings_given,
+        });
+    }
+    let compiled = compiled_backends().join(", ");
+    match given.as_slice() {
+        [] => Ok(Choice {
+            inferred: None,
+            name: DEFAULT_BACKEND.to_string(),
+            why: "the default: no backend is configured".into(),
+            settings_given,
+        }),
+        [(Backend(name, true, _), setting, origin)] => Ok(Choice {
+            inferred: Some(name),
+            name: name.to_string(),
+            why: format!("{} is set ({origin})", setting.names()),
+            settings_given,
+        }),
+        [(Backend(name, false, _), setting, origin)] => Err(ConfigError::Conflict(format!(
+            "{} is set ({origin}), a setting of the `{name}` backend, which is not compiled \
+             into this build (it has: {compiled}): rebuild with `--features {name}`, or choose \
+             a backend with {}",
+            setting.names(),
+            backend.names()
+        ))),
+        several => {
+            let named: Vec<String> = several
+                .iter()
+                .map(|(b, setting, origin)| format!("`{}` ({} {origin})", b.0, setting.names()))
+                .collect();
+            Err(ConfigError::Conflict(format!(
+                "settings of several backends are given and none is chosen: {}; set {} to \
+                 the one to use",
+                named.join(" and "),
+                backend.names()
+            )))
+        }
     }
 }
 
@@ -189,21 +264,38 @@ pub enum BackendError {
     },
 }
 
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "redis",
+        feature = "dynamodb"
+    )),
+    allow(dead_code)
+)]
 impl BackendError {
-    /// The backend `backend` failed to open because of `err`.
-    #[cfg_attr(
-        not(any(
-            feature = "sqlite",
-            feature = "postgres",
-            feature = "redis",
-            feature = "dynamodb"
-        )),
-        allow(dead_code)
-    )]
-    pub(crate) fn open(backend: &'static str, err: impl std::fmt::Display) -> Self {
+    /// The backend `backend` failed to open because of `err`, told with its
+    /// chain of causes (the database's own message included).
+    pub(crate) fn open(backend: &'static str, err: impl std::error::Error) -> Self {
         BackendError::Open {
             backend,
-            reason: err.to_string(),
+            reason: vss_core::error_chain(&err),
+        }
+    }
+
+    /// Adds which setting to look at: `[create_table is VSS_DYNAMODB_CREATE_TABLE / ...]`
+    /// for `naming::<DynamoDbSettings>("create_table", "dynamodb_config.create_table")`.
+    #[cfg_attr(not(any(feature = "redis", feature = "dynamodb")), allow(dead_code))]
+    pub(crate) fn naming<T: clap::Args>(self, label: &str, file_key: &str) -> Self {
+        match self {
+            BackendError::Open { backend, reason } => BackendError::Open {
+                backend,
+                reason: format!(
+                    "{reason} [{label} is {}]",
+                    crate::settings::names_of::<T>(file_key)
+                ),
+            },
+            other => other,
         }
     }
 }

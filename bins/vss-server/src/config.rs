@@ -23,7 +23,7 @@ pub use crate::settings::{ConfigError, Origin, Origins, Setting};
 pub use auth::{AuthConfig, AuthMethods, AuthSettings, JwtSettings, LnurlSettings, SigsSettings};
 
 use crate::backend::{self, BackendConfig, BackendSettings};
-use crate::settings::{self, parse, Sources, CONFIG_ARG};
+use crate::settings::{self, parse, Sources, CONFIG_ARG, CONFIG_PATH_ARG};
 
 /// The environment variable naming the config file (also `--config`).
 pub const CONFIG_FILE_ENV: &str = "VSS_CONFIG_FILE";
@@ -49,6 +49,10 @@ pub struct Cli {
     /// TOML configuration file
     #[arg(id = CONFIG_ARG, long, short = 'c', value_name = "FILE", env = CONFIG_FILE_ENV)]
     pub config: Option<PathBuf>,
+
+    /// TOML configuration file, as the reference server takes it (the same as --config)
+    #[arg(id = CONFIG_PATH_ARG, value_name = "CONFIG", conflicts_with = CONFIG_ARG)]
+    pub config_path: Option<PathBuf>,
 
     /// The server's own settings.
     #[command(flatten)]
@@ -118,6 +122,15 @@ pub struct LogSettings {
     #[arg(id = "log_config.level", long = "log-level", env = "VSS_LOG_LEVEL",
           value_name = "FILTER", value_parser = log_filter)]
     pub level: Option<String>,
+
+    /// File the log is appended to instead of standard error
+    #[arg(
+        id = "log_config.file",
+        long = "log-file",
+        env = "VSS_LOG_FILE",
+        value_name = "FILE"
+    )]
+    pub file: Option<PathBuf>,
 }
 
 fn socket_address(s: &str) -> Result<SocketAddr, String> {
@@ -180,6 +193,11 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// The tracing filter (a level or directives).
     pub log_filter: String,
+    /// The file the log is appended to; `None`: standard error.
+    pub log_file: Option<PathBuf>,
+    /// What the configuration decided and why (the backend, the authentication
+    /// methods), logged at startup.
+    pub decisions: Vec<String>,
 }
 
 impl Default for Config {
@@ -194,6 +212,8 @@ impl Default for Config {
             auth: AuthConfig::Unauthenticated,
             allow_unauthenticated: false,
             log_filter: DEFAULT_LOG_LEVEL.to_string(),
+            log_file: None,
+            decisions: Vec::new(),
         }
     }
 }
@@ -213,17 +233,18 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let sources = Sources::new(command(), settings_list(), args, env, CONFIG_FILE_ENV)?;
+        let backend_setting = setting("server_config.backend").copied();
+        let choice = match &backend_setting {
+            Some(backend) => backend::choose(&sources, backend)?,
+            None => unreachable!("server_config.backend is declared"),
+        };
+        // A config file or any backend setting means a deployment, not the
+        // zero-setup local run: authentication then defaults as in the reference.
+        let configured = sources.has_file() || choice.settings_given;
         // Only the chosen backend's settings are read from the environment and
         // the file (a stale variable of another backend does not matter).
-        let chosen = match setting("server_config.backend") {
-            Some(backend) => sources.raw(backend)?.map(|(name, _)| name),
-            None => None,
-        }
-        .unwrap_or_else(|| backend::DEFAULT_BACKEND.to_string())
-        .trim()
-        .to_ascii_lowercase();
         let (matches, origins) =
-            sources.resolve(|setting| backend::reads_section(&chosen, setting.section()))?;
+            sources.resolve(|setting| backend::reads_section(&choice.name, setting.section()))?;
         let cli = Cli::from_arg_matches(&matches).map_err(|err| ConfigError::Usage {
             informational: false,
             message: err.to_string(),
@@ -235,21 +256,28 @@ impl Config {
             .map_err(ConfigError::Conflict)?
             .with_max_body_size(server.max_request_body_size)
             .with_request_timeout(server.request_timeout);
+        let backend_name = choice.inferred.unwrap_or(server.backend);
+        let (auth, auth_why) = auth::load(cli.auth, &origins, configured)?;
         Ok(Config {
             bind_address: server.bind_address,
             http,
             shutdown_grace: server.shutdown_grace,
-            backend: BackendConfig::from_settings(server.backend, cli.backends, &origins)?,
-            auth: auth::load(cli.auth, &origins)?,
+            backend: BackendConfig::from_settings(backend_name, cli.backends, &origins)?,
+            auth,
             allow_unauthenticated: server.allow_unauthenticated,
-            log_filter: Self::log_filter(cli.log, &origins, env)?,
+            log_filter: Self::log_filter(&cli.log, &origins, env)?,
+            log_file: cli.log.file,
+            decisions: vec![
+                format!("backend {backend_name}: {}", choice.why),
+                format!("authentication: {auth_why}"),
+            ],
         })
     }
 
     /// The log filter: the flag, else `VSS_LOG_LEVEL`, else `RUST_LOG` (the
     /// convention), else the file, else `info`.
     fn log_filter(
-        log: LogSettings,
+        log: &LogSettings,
         origins: &Origins,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, ConfigError> {
@@ -264,7 +292,10 @@ impl Config {
                     reason: format!("`{rust_log}`: {reason}"),
                 })
             }
-            _ => Ok(log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string())),
+            _ => Ok(log
+                .level
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string())),
         }
     }
 }

@@ -96,6 +96,9 @@ impl Server {
     /// Checks the configuration, opens the configured backend and binds the address.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let auth = authorizer(&config)?;
+        for decision in &config.decisions {
+            tracing::info!("{decision}");
+        }
         let store = backend::open(&config.backend).await?;
         if !config.backend.is_persistent() {
             tracing::warn!(

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_filter);
+    if let Err(err) = init_logging(&config) {
+        eprintln!("vss-server: {err}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,14 +59,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+/// Logs to standard error, or appended to the configured log file.
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logger = tracing_subscriber::fmt().with_env_filter(filter);
+    match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    let names = vss_server::config::setting("log_config.file")
+                        .map_or_else(|| "log_config.file".to_string(), |s| s.names());
+                    format!("cannot open the log file {} ({names}): {e}", path.display())
+                })?;
+            logger
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init();
+        }
+        None => logger
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -261,13 +261,17 @@ pub struct Sources<'a> {
     file: Option<(PathBuf, toml::Table)>,
 }
 
-/// The argument of the command naming the config file.
+/// The argument of the command naming the config file (`--config FILE`).
 pub const CONFIG_ARG: &str = "config";
+/// The positional argument naming the config file, as the reference server
+/// takes it (`vss-server /etc/vss/config.toml`).
+pub const CONFIG_PATH_ARG: &str = "config_path";
 
 impl<'a> Sources<'a> {
     /// Parses the command line with `command` (see [`prepare`]), checks that
     /// no flagless setting was given on it, and reads the config file the
-    /// command line (argument [`CONFIG_ARG`]) or `config_env` names.
+    /// command line (argument [`CONFIG_ARG`] or [`CONFIG_PATH_ARG`]) or
+    /// `config_env` names.
     pub fn new(
         command: Command,
         settings: &'static [Setting],
@@ -295,9 +299,9 @@ impl<'a> Sources<'a> {
                 )));
             }
         }
-        let file_path = given
-            .get_one::<PathBuf>(CONFIG_ARG)
-            .cloned()
+        let file_path = [CONFIG_ARG, CONFIG_PATH_ARG]
+            .iter()
+            .find_map(|id| given.try_get_one::<PathBuf>(id).ok().flatten().cloned())
             .or_else(|| non_empty_var(env, config_env).map(PathBuf::from));
         let file = match file_path {
             Some(path) => {
@@ -314,6 +318,16 @@ impl<'a> Sources<'a> {
             env,
             file,
         })
+    }
+
+    /// Whether a config file is read.
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Every setting the sources are read for.
+    pub fn settings(&self) -> &'static [Setting] {
+        self.settings
     }
 
     /// The value `setting` is given, as text, and where from; `None` when no
@@ -334,12 +348,7 @@ impl<'a> Sources<'a> {
         let Some((path, table)) = &self.file else {
             return Ok(None);
         };
-        let (section, key) = setting.file_key.split_once('.').unwrap_or(("", ""));
-        let Some(value) = table
-            .get(section)
-            .and_then(|s| s.as_table())
-            .and_then(|s| s.get(key))
-        else {
+        let Some(value) = file_value(table, setting.file_key) else {
             return Ok(None);
         };
         let text = match value {
@@ -347,6 +356,10 @@ impl<'a> Sources<'a> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(x) => x.to_string(),
+            // A table at a setting's key is a section of its own holding
+            // sub-settings (`[postgresql_config.tls]` with `crt_pem`, as the
+            // reference server writes it): its presence turns the setting on.
+            toml::Value::Table(_) => "true".to_string(),
             _ => {
                 return Err(ConfigError::Invalid {
                     names: setting.names(),
@@ -444,6 +457,17 @@ fn from_clap(
     }
 }
 
+/// The value at `file_key` (`section.key`, or `section.key.sub` inside a
+/// nested table) of the file's table.
+fn file_value<'t>(table: &'t toml::Table, file_key: &str) -> Option<&'t toml::Value> {
+    let mut parts = file_key.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
 /// Reads the TOML file, refusing keys no setting has (likely typos).
 fn read_file(path: &Path, settings: &[Setting]) -> Result<toml::Table, ConfigError> {
     let file_error = |reason: String| ConfigError::File {
@@ -455,24 +479,34 @@ fn read_file(path: &Path, settings: &[Setting]) -> Result<toml::Table, ConfigErr
         .parse()
         .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
     let known: BTreeSet<&str> = settings.iter().map(|s| s.file_key).collect();
-    for (section, value) in &table {
-        let Some(keys) = value.as_table() else {
-            return Err(ConfigError::UnknownKey {
-                path: path.to_path_buf(),
-                key: section.clone(),
-            });
+    check_keys(&table, "", &known).map_err(|key| ConfigError::UnknownKey {
+        path: path.to_path_buf(),
+        key,
+    })?;
+    Ok(table)
+}
+
+/// Finds the first key of `table` (at `prefix`) that is neither a setting nor
+/// a table holding settings.
+fn check_keys(table: &toml::Table, prefix: &str, known: &BTreeSet<&str>) -> Result<(), String> {
+    for (key, value) in table {
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
         };
-        for key in keys.keys() {
-            let full = format!("{section}.{key}");
-            if !known.contains(full.as_str()) {
-                return Err(ConfigError::UnknownKey {
-                    path: path.to_path_buf(),
-                    key: full,
-                });
-            }
+        let holds_settings = known.iter().any(|k| {
+            k.strip_prefix(full.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        });
+        match value.as_table() {
+            // Top-level keys are sections; a table may also hold sub-settings.
+            Some(sub) if prefix.is_empty() || holds_settings => check_keys(sub, &full, known)?,
+            _ if !prefix.is_empty() && known.contains(full.as_str()) => {}
+            _ => return Err(full),
         }
     }
-    Ok(table)
+    Ok(())
 }
 
 /// Value parsers shared by settings: each answers the reason a value is

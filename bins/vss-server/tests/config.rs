@@ -393,7 +393,7 @@ fn config_md_documents_every_setting() {
     ))
     .unwrap();
     for setting in settings_list() {
-        let key = setting.file_key.split('.').nth(1).unwrap();
+        let key = setting.file_key.rsplit('.').next().unwrap();
         assert!(
             example.contains(key),
             "the example config lacks {}",

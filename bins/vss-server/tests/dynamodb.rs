@@ -145,6 +145,8 @@ fn config_for(endpoint: &str, table: &str, create: bool) -> Config {
         &[
             ("VSS_BIND_ADDRESS", "127.0.0.1:0"),
             ("VSS_BACKEND", "dynamodb"),
+            // One user for the suite over HTTP (backend settings alone mean signature auth).
+            ("VSS_AUTH", "none"),
             ("VSS_DYNAMODB_TABLE", table),
             ("VSS_DYNAMODB_REGION", "us-east-1"),
             ("VSS_DYNAMODB_ENDPOINT_URL", endpoint),

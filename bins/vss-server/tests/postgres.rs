@@ -36,7 +36,8 @@ fn settings_come_from_the_environment_the_file_and_flags() {
         address: Some("db:6000".into()),
         default_database: Some("template1".into()),
         vss_database: Some("wallets".into()),
-        tls: PostgresTls::Require,
+        tls: Some(PostgresTls::Require),
+        crt_pem: None,
         ca_file: Some(ca.path().to_path_buf()),
     };
 
@@ -91,7 +92,7 @@ fn settings_come_from_the_environment_the_file_and_flags() {
     // Nothing set: the reference server's defaults, TLS off.
     let defaults = postgres(load(&["--backend", "postgres"], &[]).unwrap());
     assert_eq!(defaults, PostgresSettings::default());
-    assert_eq!(defaults.tls, PostgresTls::Disable);
+    assert_eq!(defaults.tls_mode(), PostgresTls::Disable);
 }
 
 #[test]
@@ -190,6 +191,8 @@ fn env_for(server: &PostgresConfig, database: &str) -> Vec<(&'static str, String
     vec![
         ("VSS_BIND_ADDRESS", "127.0.0.1:0".into()),
         ("VSS_BACKEND", "postgres".into()),
+        // One user for the suite over HTTP (backend settings alone mean signature auth).
+        ("VSS_AUTH", "none".into()),
         ("VSS_PSQL_ADDRESS", server.address.clone()),
         ("VSS_PSQL_USERNAME", server.username.clone()),
         ("VSS_PSQL_DEFAULT_DB", server.database.clone()),
@@ -243,6 +246,7 @@ async fn the_url_setting_reaches_an_existing_database() {
     let config = load_env(&[
         ("VSS_BIND_ADDRESS", "127.0.0.1:0".into()),
         ("VSS_BACKEND", "postgres".into()),
+        ("VSS_AUTH", "none".into()),
         ("VSS_PSQL_URL", url),
     ]);
     let running = common::start(config).await;

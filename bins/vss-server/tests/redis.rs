@@ -135,6 +135,8 @@ fn redis_config(url: &str, extra: &[(&str, &str)]) -> Config {
         ("VSS_BIND_ADDRESS", "127.0.0.1:0"),
         ("VSS_BACKEND", "redis"),
         ("VSS_REDIS_URL", url),
+        // One user for the suite over HTTP (backend settings alone mean signature auth).
+        ("VSS_AUTH", "none"),
     ];
     env.extend_from_slice(extra);
     load(&[], &env).unwrap()

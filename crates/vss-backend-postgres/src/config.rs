@@ -16,7 +16,7 @@ use crate::PostgresError;
 ///
 /// TLS connections always verify the server's certificate: against
 /// [`PostgresConfig::ca_file`] when set, else against the Mozilla roots
-/// (`webpki-roots`). The server name checked is the host of
+/// (`webpki-roots`), and in both cases against [`PostgresConfig::ca_pem`]. The server name checked is the host of
 /// [`PostgresConfig::address`] (a DNS name or an IP address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMode {
@@ -75,6 +75,9 @@ pub struct PostgresConfig {
     /// A PEM file of the CA certificate(s) that sign the server's certificate; when unset,
     /// the Mozilla roots are trusted.
     pub ca_file: Option<PathBuf>,
+    /// CA certificate(s) as PEM text, trusted in addition to the others (the reference
+    /// server's `crt_pem`, which adds a root certificate).
+    pub ca_pem: Option<String>,
     /// Most connections the pool keeps open.
     pub max_connections: usize,
     /// Time allowed to open one connection (TCP, TLS and login).
@@ -101,6 +104,7 @@ impl Default for PostgresConfig {
             create_database: true,
             tls: TlsMode::Disable,
             ca_file: None,
+            ca_pem: None,
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(10),
@@ -122,6 +126,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("create_database", &self.create_database)
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<PEM>"))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("wait_timeout", &self.wait_timeout)
@@ -216,35 +221,25 @@ impl PostgresConfig {
         Ok(pg)
     }
 
+    /// Checks the TLS settings (the CA certificates parse) without connecting.
+    pub fn check_tls(&self) -> Result<(), PostgresError> {
+        self.tls_connector().map(|_| ())
+    }
+
     /// The TLS connector: used only when [`PostgresConfig::tls`] asks for TLS.
     pub(crate) fn tls_connector(&self) -> Result<MakeRustlsConnect, PostgresError> {
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca_file {
             Some(path) => {
                 let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| {
-                        PostgresError::Config(format!(
-                            "cannot read CA certificates from {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                if certs.is_empty() {
-                    return Err(PostgresError::Config(format!(
-                        "no CA certificate in {}",
-                        path.display()
-                    )));
-                }
-                for cert in certs {
-                    roots.add(cert).map_err(|e| {
-                        PostgresError::Config(format!(
-                            "invalid CA certificate in {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                }
+                    .and_then(|iter| iter.collect::<Result<Vec<_>, _>>());
+                add_roots(&mut roots, certs, &path.display().to_string())?;
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        if let Some(pem) = &self.ca_pem {
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
+            add_roots(&mut roots, certs, "the inline PEM certificate")?;
         }
         // An explicit provider: the process-wide default may be unset, or ambiguous when
         // other crates in the binary enable another rustls provider.
@@ -256,6 +251,28 @@ impl PostgresConfig {
             .with_no_client_auth();
         Ok(MakeRustlsConnect::new(config))
     }
+}
+
+/// Adds the CA certificates read from `source` (a file or the inline PEM text).
+fn add_roots(
+    roots: &mut rustls::RootCertStore,
+    certs: Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error>,
+    source: &str,
+) -> Result<(), PostgresError> {
+    let certs = certs.map_err(|e| {
+        PostgresError::Config(format!("cannot read CA certificates from {source}: {e}"))
+    })?;
+    if certs.is_empty() {
+        return Err(PostgresError::Config(format!(
+            "no CA certificate in {source}"
+        )));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| {
+            PostgresError::Config(format!("invalid CA certificate in {source}: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Splits `host:port`, `[v6]:port`, `host` and socket directories.

@@ -82,6 +82,15 @@
 //! rows of [`MIGRATIONS_TABLE`]. A database whose schema is newer than
 //! [`SCHEMA_VERSION`] is refused with [`PostgresError::SchemaTooNew`].
 //!
+//! ## The reference server's data
+//!
+//! A database that holds the reference server's table `vss_db` is opened only
+//! once [`import_reference`] has copied it (exactly: versions, global versions,
+//! listing order) and while `vss_db` is unchanged since; otherwise
+//! [`PostgresStore::connect`] fails with [`PostgresError::ReferenceData`], naming
+//! the command to run. [`export_reference`] is the way back. Cut-over and
+//! details: the `reference` module's documentation and the README.
+//!
 //! ## Round trips per operation
 //!
 //! Statements are prepared once per pooled connection (deadpool's statement cache);
@@ -114,10 +123,15 @@
 mod config;
 mod error;
 mod migrations;
+pub mod reference;
 mod sql;
 mod store;
 
 pub use config::{PostgresConfig, TlsMode};
 pub use error::PostgresError;
 pub use migrations::{MIGRATIONS_TABLE, SCHEMA_VERSION};
+pub use reference::{
+    export_reference, import_reference, ReferenceReport, REFERENCE_TABLE,
+    REFERENCE_UNAUTHENTICATED_USER,
+};
 pub use store::PostgresStore;

@@ -28,15 +28,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "listing index usable by listings only",
         sql: include_str!("../migrations/0002_listing_index_only_for_listings.sql"),
     },
+    Migration {
+        version: 3,
+        description: "state of imports from and exports to the reference server's vss_db",
+        sql: include_str!("../migrations/0003_reference_import.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == SCHEMA_VERSION);
 
-/// Key of the advisory lock that serialises migrations ("VSSMIGRT" in ASCII).
-const MIGRATION_LOCK: i64 = 0x5653_534d_4947_5254;
+/// Key of the advisory lock that serialises migrations, the reference guard,
+/// imports and exports ("VSSMIGRT" in ASCII).
+pub(crate) const MIGRATION_LOCK: i64 = 0x5653_534d_4947_5254;
 
 /// Name of the table recording applied migrations.
 pub const MIGRATIONS_TABLE: &str = "vss_schema_migrations";

@@ -70,6 +70,8 @@ impl PostgresStore {
             .map_err(|e| PostgresError::Pool(e.to_string()))?;
         let mut client = pool.get().await?;
         let applied = migrations::migrate(&mut client).await?;
+        // Never serve an empty view of a reference server's data.
+        crate::reference::guard(&mut client).await?;
         drop(client);
         tracing::info!(
             address = %config.address,
@@ -94,14 +96,7 @@ impl PostgresStore {
 
 /// Every database failure is an internal error (retried by clients); its cause is only logged.
 fn internal(err: tokio_postgres::Error) -> VssError {
-    match err.as_db_error() {
-        Some(db) => VssError::internal(format!(
-            "PostgreSQL error {}: {}",
-            db.code().code(),
-            db.message()
-        )),
-        None => VssError::internal(format!("PostgreSQL: {err}")),
-    }
+    VssError::internal(format!("PostgreSQL: {}", crate::error::describe(&err)))
 }
 
 fn is_condition_failure(err: &tokio_postgres::Error) -> bool {
@@ -517,15 +512,7 @@ async fn create_database_if_missing(
     config: &PostgresConfig,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 ) -> Result<(), PostgresError> {
-    let (client, connection) = config
-        .pg_config(&config.default_database)?
-        .connect(tls)
-        .await?;
-    let driver = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("PostgreSQL admin connection ended: {e}");
-        }
-    });
+    let (client, driver) = connect_one(config, &config.default_database, tls).await?;
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
@@ -546,6 +533,22 @@ async fn create_database_if_missing(
     drop(client);
     let _ = driver.await;
     Ok(())
+}
+
+/// One connection outside the pool (for setup and admin work), and the task
+/// driving it, which ends when the client is dropped.
+pub(crate) async fn connect_one(
+    config: &PostgresConfig,
+    database: &str,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), PostgresError> {
+    let (client, connection) = config.pg_config(database)?.connect(tls).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("PostgreSQL admin connection ended: {e}");
+        }
+    });
+    Ok((client, driver))
 }
 
 /// Quotes an SQL identifier (database names cannot be bound as parameters).

@@ -28,6 +28,24 @@ pub enum VssError {
     Internal(String),
 }
 
+/// `err` and the chain of its causes, `outer: cause: cause of the cause`,
+/// leaving out a cause whose text the message already holds. For startup
+/// errors that must say what went wrong below (`db error: database "x" does
+/// not exist`, `error connecting to server: Connection refused`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The message clients get for every internal error, whatever its cause.
 pub const INTERNAL_ERROR_MESSAGE: &str = "internal server error";
 
@@ -118,5 +136,25 @@ mod tests {
         ] {
             assert_eq!(VssError::from_error_response(&err.to_error_response()), err);
         }
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening failed: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_appended_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(error_chain(&Outer(io())), "opening failed: no such file");
+        assert_eq!(error_chain(&Repeats(io())), "opening failed: no such file");
     }
 }

@@ -80,7 +80,7 @@ pub mod proto {
     include!("generated/vss.rs");
 }
 
-pub use error::{VssError, INTERNAL_ERROR_MESSAGE};
+pub use error::{error_chain, VssError, INTERNAL_ERROR_MESSAGE};
 pub use limits::{StoreLimits, PROTOCOL_MAX_ITEMS_PER_PUT};
 pub use memory::MemoryStore;
 pub use store::KvStore;

@@ -113,13 +113,8 @@ impl DynamoDbSettings {
             ..DynamoDbConfig::default()
         };
         let store = DynamoDbStore::connect(config).await.map_err(|e| match e {
-            DynamoDbError::NoTable(_) => super::BackendError::open(
-                "dynamodb",
-                format!(
-                    "{e} [create_table is {}]",
-                    crate::settings::names_of::<Self>("dynamodb_config.create_table")
-                ),
-            ),
+            DynamoDbError::NoTable(_) => super::BackendError::open("dynamodb", e)
+                .naming::<Self>("create_table", "dynamodb_config.create_table"),
             e => super::BackendError::open("dynamodb", e),
         })?;
         tracing::info!(

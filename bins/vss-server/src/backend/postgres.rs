@@ -68,10 +68,15 @@ pub struct PostgresSettings {
     )]
     pub vss_database: Option<String>,
 
-    /// PostgreSQL TLS: disable, prefer or require; certificates are always verified
+    /// PostgreSQL TLS: disable, prefer or require (true is require); certificates are always verified [default: disable, require with a CA]
     #[arg(id = "postgresql_config.tls", long = "psql-tls", env = "VSS_PSQL_TLS",
-          value_name = "MODE", default_value = "disable", value_parser = tls_mode)]
-    pub tls: PostgresTls,
+          value_name = "MODE", value_parser = tls_mode)]
+    pub tls: Option<PostgresTls>,
+
+    /// CA certificate(s) (PEM text) trusted for PostgreSQL, as the reference server's `crt_pem`
+    #[arg(id = "postgresql_config.tls.crt_pem", long = "psql-crt-pem", env = "VSS_PSQL_CRT_PEM",
+          hide = true, value_parser = ca_pem)]
+    pub crt_pem: Option<String>,
 
     /// CA certificates (PEM) that sign PostgreSQL's certificate [default: the Mozilla roots]
     #[arg(id = "postgresql_config.ca_file", long = "psql-ca-file", env = "VSS_PSQL_CA_FILE",
@@ -97,6 +102,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("default_database", &self.default_database)
             .field("vss_database", &self.vss_database)
             .field("tls", &self.tls)
+            .field("crt_pem", &self.crt_pem.as_ref().map(|_| "<PEM>"))
             .field("ca_file", &self.ca_file)
             .finish()
     }
@@ -116,13 +122,34 @@ pub enum PostgresTls {
     Require,
 }
 
+/// `disable`, `prefer` or `require`; also yes/no, as the reference server's
+/// `VSS_PSQL_TLS` (set to turn TLS on) and its `[postgresql_config.tls]` table are read.
 fn tls_mode(s: &str) -> Result<PostgresTls, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "disable" => Ok(PostgresTls::Disable),
         "prefer" => Ok(PostgresTls::Prefer),
         "require" => Ok(PostgresTls::Require),
-        _ => Err("expected `disable`, `prefer` or `require`".into()),
+        other => match parse::boolean(other) {
+            Ok(true) => Ok(PostgresTls::Require),
+            Ok(false) => Ok(PostgresTls::Disable),
+            Err(_) => Err("expected `disable`, `prefer` or `require` (or true/false)".into()),
+        },
     }
+}
+
+/// CA certificates in PEM form, checked now so a bad one stops startup.
+fn ca_pem(s: &str) -> Result<String, String> {
+    if !s.contains("-----BEGIN CERTIFICATE-----") {
+        return Err("no `-----BEGIN CERTIFICATE-----` block".into());
+    }
+    #[cfg(feature = "postgres")]
+    vss_backend_postgres::PostgresConfig {
+        ca_pem: Some(s.to_string()),
+        ..Default::default()
+    }
+    .check_tls()
+    .map_err(|e| e.to_string())?;
+    Ok(s.to_string())
 }
 
 /// A PostgreSQL URL (secret: the reason never repeats it).
@@ -139,7 +166,8 @@ fn postgres_url(s: &str) -> Result<String, String> {
 impl PostgresSettings {
     /// Refuses the URL together with any separate setting, even at its
     /// default: the URL carries everything (sslmode and sslrootcert
-    /// included), so a separate setting would be silently unused.
+    /// included), so a separate setting would be silently unused. Refuses a
+    /// CA certificate with TLS off.
     pub(super) fn checked(self, origins: &Origins) -> Result<Self, ConfigError> {
         let (url, separate): (Vec<Setting>, Vec<Setting>) = origins
             .section(SECTION)
@@ -152,7 +180,31 @@ impl PostgresSettings {
                 "give either the URL, with sslmode and sslrootcert in it, or the separate settings",
             )?;
         }
+        let has_ca = self.crt_pem.is_some() || self.ca_file.is_some();
+        if has_ca && self.tls == Some(PostgresTls::Disable) {
+            let tls = origins.setting("postgresql_config.tls");
+            let ca = [
+                origins.setting("postgresql_config.tls.crt_pem"),
+                origins.setting("postgresql_config.ca_file"),
+            ];
+            let given: Vec<String> = origins.set_among(&ca).iter().map(|s| s.names()).collect();
+            return Err(ConfigError::Conflict(format!(
+                "{} is set but {} turns TLS off: remove one",
+                given.join(", "),
+                tls.names()
+            )));
+        }
         Ok(self)
+    }
+
+    /// The TLS mode: as set, else `require` when a CA certificate is given
+    /// (the reference server turns TLS on with `crt_pem`), else `disable`.
+    pub fn tls_mode(&self) -> PostgresTls {
+        match self.tls {
+            Some(mode) => mode,
+            None if self.crt_pem.is_some() || self.ca_file.is_some() => PostgresTls::Require,
+            None => PostgresTls::Disable,
+        }
     }
 }
 
@@ -160,7 +212,9 @@ impl PostgresSettings {
 impl PostgresSettings {
     /// The backend's config: from the URL, or from the separate settings (the
     /// database is then created when missing, as the reference server does).
-    fn backend_config(&self) -> Result<vss_backend_postgres::PostgresConfig, super::BackendError> {
+    pub fn backend_config(
+        &self,
+    ) -> Result<vss_backend_postgres::PostgresConfig, super::BackendError> {
         use vss_backend_postgres::{PostgresConfig, TlsMode};
         if let Some(url) = &self.url {
             return PostgresConfig::from_url(url)
@@ -177,12 +231,13 @@ impl PostgresSettings {
                 .clone()
                 .unwrap_or(defaults.default_database),
             create_database: true,
-            tls: match self.tls {
+            tls: match self.tls_mode() {
                 PostgresTls::Disable => TlsMode::Disable,
                 PostgresTls::Prefer => TlsMode::Prefer,
                 PostgresTls::Require => TlsMode::Require,
             },
             ca_file: self.ca_file.clone(),
+            ca_pem: self.crt_pem.clone(),
             ..defaults
         })
     }

@@ -97,13 +97,8 @@ impl RedisSettings {
         let store = RedisStore::connect(self.backend_config())
             .await
             .map_err(|e| match e {
-                RedisError::NotDurable(_) => super::BackendError::open(
-                    "redis",
-                    format!(
-                        "{e} [allow_volatile is {}]",
-                        crate::settings::names_of::<Self>("redis_config.allow_volatile")
-                    ),
-                ),
+                RedisError::NotDurable(_) => super::BackendError::open("redis", e)
+                    .naming::<Self>("allow_volatile", "redis_config.allow_volatile"),
                 e => super::BackendError::open("redis", e),
             })?;
         let url = vss_backend_redis::redact_url(&self.url);

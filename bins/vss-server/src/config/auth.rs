@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::settings::{parse, ConfigError, Origins, Setting};
+use crate::settings::{parse, ConfigError, Origin, Origins, Setting};
 
 /// The authentication settings as given (`[server_config] auth`,
 /// `[jwt_auth_config]`, `[sigs_auth_config]`, `[lnurl_auth_config]`);
@@ -91,6 +91,19 @@ pub struct Methods {
     jwt: bool,
     sigs: bool,
     lnurl: bool,
+}
+
+impl std::fmt::Display for Methods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [
+            (self.none, "none"),
+            (self.jwt, "jwt"),
+            (self.sigs, "sigs"),
+            (self.lnurl, "lnurl"),
+        ];
+        let names: Vec<&str> = on.iter().filter(|m| m.0).map(|m| m.1).collect();
+        f.write_str(&names.join(","))
+    }
 }
 
 fn methods(s: &str) -> Result<Methods, String> {
@@ -222,8 +235,14 @@ pub struct LnurlSettings {
 }
 
 /// Checks the authentication settings together: the methods chosen, and the
-/// keys and options each needs or excludes.
-pub(super) fn load(s: AuthSettings, origins: &Origins) -> Result<AuthConfig, ConfigError> {
+/// keys and options each needs or excludes. `configured` says whether the
+/// server is configured at all (a config file or backend settings), which
+/// decides the default. Returns the configuration and why it was chosen.
+pub(super) fn load(
+    s: AuthSettings,
+    origins: &Origins,
+    configured: bool,
+) -> Result<(AuthConfig, String), ConfigError> {
     let auth = origins.setting("server_config.auth");
     let (rsa_pem, rsa_pem_file) = (
         origins.setting("jwt_auth_config.rsa_pem"),
@@ -246,12 +265,46 @@ pub(super) fn load(s: AuthSettings, origins: &Origins) -> Result<AuthConfig, Con
     let lnurl_key = s.lnurl_private_key_pem.or(s.lnurl_private_key_file);
     let (audience, issuer) = (s.jwt_audience, s.jwt_issuer);
 
-    // Unset: JWT when a key is configured (as the reference server), else none.
-    let methods = s.methods.unwrap_or(Methods {
-        none: keys.is_none(),
-        jwt: keys.is_some(),
-        ..Methods::default()
-    });
+    // Unset: JWT when a key is set; else, once anything is configured,
+    // signature auth (both as the reference server); else (the zero-setup
+    // local run, loopback only) none.
+    let (methods, why) = match s.methods {
+        Some(methods) => {
+            let origin = origins.of(&auth).cloned().unwrap_or(Origin::Flag);
+            (
+                methods,
+                format!("{methods}, as {} says ({origin})", auth.names()),
+            )
+        }
+        None if keys.is_some() => (
+            Methods {
+                jwt: true,
+                ..Methods::default()
+            },
+            format!("jwt: a JWT key is set and {} is not", auth.names()),
+        ),
+        None if configured => (
+            Methods {
+                sigs: true,
+                ..Methods::default()
+            },
+            format!(
+                "sigs: the default once a config file or backend settings are given and no \
+                 JWT key is (as the reference server); {} chooses others",
+                auth.names()
+            ),
+        ),
+        None => (
+            Methods {
+                none: true,
+                ..Methods::default()
+            },
+            format!(
+                "none: nothing is configured (the local zero-setup run); {} chooses methods",
+                auth.names()
+            ),
+        ),
+    };
     if methods.none {
         let stray = [
             rsa_pem,
@@ -263,14 +316,12 @@ pub(super) fn load(s: AuthSettings, origins: &Origins) -> Result<AuthConfig, Con
         ];
         if let Some(setting) = origins.set_among(&stray).first() {
             return Err(ConfigError::Conflict(format!(
-                "{} is set but authentication is off ({} is `none` or unset with no JWT key): \
-                 set {} to the methods to use",
+                "{} is set but authentication is off ({why}): set {} to the methods to use",
                 setting.names(),
-                auth.names(),
                 auth.names()
             )));
         }
-        return Ok(AuthConfig::Unauthenticated);
+        return Ok((AuthConfig::Unauthenticated, why));
     }
     if methods.jwt && keys.is_none() && !methods.lnurl {
         return Err(ConfigError::Conflict(format!(
@@ -312,7 +363,7 @@ pub(super) fn load(s: AuthSettings, origins: &Origins) -> Result<AuthConfig, Con
         }
         (false, None) => None,
     };
-    Ok(AuthConfig::Methods(AuthMethods {
+    let config = AuthConfig::Methods(AuthMethods {
         jwt: (methods.jwt || methods.lnurl).then_some(JwtSettings {
             public_keys_pem: keys,
             audience,
@@ -322,5 +373,6 @@ pub(super) fn load(s: AuthSettings, origins: &Origins) -> Result<AuthConfig, Con
             max_clock_skew: Duration::from_secs(s.sigs_max_clock_skew_secs),
         }),
         lnurl,
-    }))
+    });
+    Ok((config, why))
 }

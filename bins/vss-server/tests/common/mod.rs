@@ -10,6 +10,8 @@ use vss_core::KvStore;
 use vss_http::ServeOutcome;
 use vss_server::{BackendConfig, Config, Server, ServerError};
 
+pub mod child;
+
 pub struct Running {
     pub url: String,
     pub addr: std::net::SocketAddr,
