@@ -9,12 +9,15 @@ vss_bench_build() {
   vss_bench_bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 }
 
-# Starts vss-server with the given flags on a free port; sets vss_server_pid and vss_server_url.
+# Starts vss-server with the given flags on a free port, without authentication
+# (vss-bench sends none; the server listens on loopback only); sets
+# vss_server_pid and vss_server_url.
 vss_bench_start_server() {
   local port log
   port="$(vss_free_port)"
   log="$vss_tmp/server-$port.log"
-  VSS_LOG_LEVEL=warn "$vss_bench_bin/vss-server" --bind-address "127.0.0.1:$port" "$@" >"$log" 2>&1 &
+  VSS_LOG_LEVEL=warn "$vss_bench_bin/vss-server" --bind-address "127.0.0.1:$port" --auth none \
+    "$@" >"$log" 2>&1 &
   vss_server_pid=$!
   vss_on_exit kill "$vss_server_pid"
   vss_server_url="http://127.0.0.1:$port/vss"

@@ -108,8 +108,17 @@ pub struct Choice {
 /// reference server's `[postgresql_config]` or `VSS_PSQL_*` alone means
 /// PostgreSQL, never an empty SQLite file.
 pub fn choose(sources: &Sources, backend: &Setting) -> Result<Choice, ConfigError> {
+    choose_among(BACKENDS, sources, backend)
+}
+
+/// [`choose`] among `backends` (tests pretend some are not compiled in).
+fn choose_among(
+    backends: &'static [Backend],
+    sources: &Sources,
+    backend: &Setting,
+) -> Result<Choice, ConfigError> {
     let mut given: Vec<(&Backend, Setting, Origin)> = Vec::new();
-    for b in BACKENDS {
+    for b in backends {
         let in_section = |s: &&Setting| Some(s.section()) == b.2;
         for setting in sources.settings().iter().filter(in_section) {
             if let Some((_, origin)) = sources.raw(setting)? {
@@ -127,7 +136,8 @@ pub fn choose(sources: &Sources, backend: &Setting) -> Result<Choice, ConfigErro
             settings_given,
         });
     }
-    let compiled = compiled_backends().join(", ");
+    let compiled: Vec<&str> = backends.iter().filter(|b| b.1).map(|b| b.0).collect();
+    let compiled = compiled.join(", ");
     match given.as_slice() {
         [] => Ok(Choice {
             inferred: None,
@@ -366,5 +376,47 @@ mod tests {
         assert!(!reads_section("sqlite", redis::SECTION));
         assert!(reads_section("sqlite", "server_config"));
         assert_eq!(KNOWN_BACKENDS.len(), BACKENDS.len());
+    }
+
+    /// Settings of a backend this build lacks stop startup naming its feature
+    /// (the workspace's tests build every backend, so one is pretended away).
+    #[test]
+    fn settings_of_a_backend_not_compiled_in_stop_startup() {
+        const WITHOUT_POSTGRES: &[Backend] = &[
+            Backend("memory", true, None),
+            Backend("sqlite", true, Some(sqlite::SECTION)),
+            Backend("postgres", false, Some(postgres::SECTION)),
+        ];
+        let backend = *crate::config::setting("server_config.backend").unwrap();
+        let choose = |env: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let lookup =
+                move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let sources = Sources::new(
+                crate::config::command(),
+                crate::config::settings_list(),
+                ["vss-server"],
+                &lookup,
+                crate::config::CONFIG_FILE_ENV,
+            )
+            .unwrap();
+            choose_among(WITHOUT_POSTGRES, &sources, &backend)
+        };
+        let err = choose(&[("VSS_PSQL_ADDRESS", "db:5432")]).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, ConfigError::Conflict(_)), "{message}");
+        for needle in [
+            "VSS_PSQL_ADDRESS",
+            "`postgres`",
+            "--features postgres",
+            "memory, sqlite",
+        ] {
+            assert!(message.contains(needle), "{needle}: {message}");
+        }
+        let chosen = choose(&[("VSS_SQLITE_PATH", "/tmp/x.sqlite3")]).unwrap();
+        assert_eq!(chosen.inferred, Some("sqlite"));
     }
 }

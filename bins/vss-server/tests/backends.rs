@@ -47,3 +47,30 @@ fn sqlite_syncs_every_commit_unless_normal_is_chosen() {
     assert!(!sqlite(&[("VSS_SQLITE_SYNCHRONOUS", "normal")]).synchronous_full);
     assert!(sqlite(&[("VSS_SQLITE_SYNCHRONOUS", "full")]).synchronous_full);
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_file_that_is_not_a_database_stops_startup_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vss.sqlite3");
+    std::fs::write(
+        &path,
+        "these are not the bytes of a SQLite database\n".repeat(10),
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let config = load(
+        &[
+            "--bind-address",
+            "127.0.0.1:0",
+            "--auth",
+            "none",
+            "--sqlite-path",
+            path,
+        ],
+        &[],
+    )
+    .unwrap();
+    backend_support::assert_start_fails_with(config, "sqlite", &[path, "file is not a database"])
+        .await;
+}

@@ -222,3 +222,10 @@ async fn a_missing_table_stops_startup_unless_it_may_be_created() {
     assert_stored(&second.url, &store_id).await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_stops_startup_with_the_cause() {
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let config = config_for(&endpoint, "vss-unreachable", false);
+    assert_start_fails_with(config, "dynamodb", &["DescribeTable", "Connection refused"]).await;
+}

@@ -253,20 +253,35 @@ async fn the_url_setting_reaches_an_existing_database() {
     assert_stored(&running.url, &store_id).await;
     running.stop().await;
 
+    // A URL names an existing database: a misnamed one stops startup with
+    // PostgreSQL's own words.
+    let never_created = fresh_database("never_created");
     let missing = format!(
-        "postgres://{}@{}/{}?sslmode=disable",
-        server.username,
-        server.address,
-        fresh_database("never_created")
+        "postgres://{}@{}/{never_created}?sslmode=disable",
+        server.username, server.address,
     );
     let config = load_env(&[
         ("VSS_BIND_ADDRESS", "127.0.0.1:0".into()),
         ("VSS_BACKEND", "postgres".into()),
         ("VSS_PSQL_URL", missing),
     ]);
-    let err = Server::start(config).await.unwrap_err();
-    assert!(matches!(err, ServerError::Backend(_)), "{err}");
-    assert!(err.to_string().contains("postgres"), "{err}");
+    assert_start_fails_with(
+        config,
+        "postgres",
+        &[&format!("database \"{never_created}\" does not exist")],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_stops_startup_with_the_cause() {
+    let Some(server) = test_server() else {
+        return;
+    };
+    let mut env = env_for(&server, &fresh_database("unreachable"));
+    env.retain(|(name, _)| *name != "VSS_PSQL_ADDRESS");
+    env.push(("VSS_PSQL_ADDRESS", format!("127.0.0.1:{}", closed_port())));
+    assert_start_fails_with(load_env(&env), "postgres", &["Connection refused"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,3 +170,64 @@ async fn sigterm_and_sigint_shut_down_gracefully_and_keep_the_data() {
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert!(stderr.contains("store closed"), "{stderr}");
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn the_config_file_may_be_the_first_argument_and_the_log_goes_to_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("vss.log");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server_config]\nbind_address = \"127.0.0.1:0\"\nauth = \"none\"\n\
+             [sqlite_config]\npath = \"{}\"\n[log_config]\nfile = \"{}\"\n",
+            dir.path().join("vss.sqlite3").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let server = start(dir.path(), &[config.to_str().unwrap()], &[]).await;
+    let store = HttpStore::new(&server.url).unwrap();
+    store
+        .get(
+            &UserToken::new("ignored").unwrap(),
+            GetObjectRequest {
+                store_id: "s".into(),
+                key: "global_version".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (code, stderr) = server.signal("TERM").await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for line in [
+        "backend sqlite",
+        "serving",
+        "SIGTERM received",
+        "store closed",
+    ] {
+        assert!(logged.contains(line), "the log file lacks {line}: {logged}");
+        assert!(
+            !stderr.contains(line),
+            "standard error has {line}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_log_file_that_cannot_be_opened_stops_startup_naming_it() {
+    let (code, stdout, stderr) = run_to_end(
+        SERVER,
+        &["--backend", "memory"],
+        &[("VSS_LOG_FILE", "/nonexistent-dir/vss.log")],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("VSS_LOG_FILE") && stderr.contains("/nonexistent-dir/vss.log"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening"), "{stdout}");
+}

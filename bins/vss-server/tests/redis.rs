@@ -269,3 +269,9 @@ async fn the_ca_file_setting_reaches_the_backend() {
         .unwrap_err();
     assert!(matches!(err, ServerError::Backend(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_stops_startup_with_the_cause() {
+    let url = format!("redis://127.0.0.1:{}", closed_port());
+    assert_start_fails_with(redis_config(&url, &[]), "redis", &["Connection refused"]).await;
+}

@@ -429,6 +429,11 @@ mod data {
 
     /// A new database holding the reference's schema; `None` without a test server.
     async fn deployment(label: &str) -> Option<Deployment> {
+        deployment_with(label, "").await
+    }
+
+    /// [`deployment`], with `server_config` lines added to its config file.
+    async fn deployment_with(label: &str, server_config: &str) -> Option<Deployment> {
         let url = conformance::service_url("VSS_TEST_POSTGRES_URL")?;
         let server = PostgresConfig::from_url(&url).unwrap();
         let mut database = conformance::unique_name(&format!("vss_ref_{label}")).replace('-', "_");
@@ -448,7 +453,7 @@ mod data {
             .unwrap_or_default();
         // The reference's sample file, on a free port: no backend, no auth setting.
         let config = format!(
-            "[server_config]\nbind_address = \"127.0.0.1:0\"\n\n\
+            "[server_config]\nbind_address = \"127.0.0.1:0\"\n{server_config}\n\
              [postgresql_config]\nusername = \"{}\"\n{password}address = \"{}\"\n\
              default_database = \"{}\"\nvss_database = \"{database}\"\n",
             server.username, server.address, server.database
@@ -850,5 +855,58 @@ mod data {
             );
         }
         server.signal("TERM").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unauthenticated_deployments_user_stays_the_unauthenticated_user() {
+        let Some(deployment) = deployment_with("noauth", "auth = \"none\"\n").await else {
+            return;
+        };
+        deployment
+            .client
+            .batch_execute(
+                "INSERT INTO vss_db (user_token, store_id, key, value, version, created_at, \
+                 last_updated_at) VALUES \
+                 ('unauth-user', 'wallet', 'first', 'one', 3, now(), now()), \
+                 ('unauth-user', 'wallet', 'second', 'two', 1, now(), now()), \
+                 ('unauth-user', 'wallet', 'global_version', '', 4, now(), now())",
+            )
+            .await
+            .unwrap();
+        let expected = deployment.reference_view("unauth-user", "wallet").await;
+        let (code, _, stderr) = deployment.admin("import-reference").await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let server = start(deployment.path(), &[&deployment.config_file], &[]).await;
+        let anonymous = VssClient::new(server.url.clone(), policy());
+        assert_eq!(served_view(&anonymous, "wallet").await, expected);
+        anonymous
+            .put_object(&PutObjectRequest {
+                store_id: "wallet".into(),
+                global_version: None,
+                transaction_items: vec![KeyValue {
+                    key: "third".into(),
+                    version: 0,
+                    value: b"three".to_vec(),
+                }],
+                delete_items: vec![],
+            })
+            .await
+            .unwrap();
+        let served = served_view(&anonymous, "wallet").await;
+        server.signal("TERM").await;
+        // And back to the reference's name on the way back.
+        let (code, _, stderr) = deployment.admin("export-reference").await;
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(
+            deployment.reference_view("unauth-user", "wallet").await,
+            served
+        );
+        let users: i64 = deployment
+            .client
+            .query_one("SELECT count(DISTINCT user_token) FROM vss_db", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(users, 1);
     }
 }

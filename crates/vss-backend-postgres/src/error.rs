@@ -13,8 +13,9 @@ pub enum PostgresError {
     /// PostgreSQL refused or failed a connection or statement; the message
     /// carries the server's own words (`database "x" does not exist`) or the
     /// network's (`Connection refused`).
+    /// (The message already tells the causes, so the error is not a `source`.)
     #[error("PostgreSQL error: {}", describe(.0))]
-    Database(#[from] tokio_postgres::Error),
+    Database(tokio_postgres::Error),
     /// The connection pool could not hand out a connection.
     #[error("PostgreSQL connection pool: {0}")]
     Pool(String),
@@ -34,6 +35,12 @@ pub enum PostgresError {
         /// The newest migration this binary has.
         supported: i32,
     },
+}
+
+impl From<tokio_postgres::Error> for PostgresError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        PostgresError::Database(err)
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for PostgresError {

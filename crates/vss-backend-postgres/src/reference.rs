@@ -8,7 +8,7 @@
 //! so pointed at a reference database it would see none of that data. Three
 //! rules keep a wallet from ever being served an empty view of it:
 //!
-//! - [`guard`], run by every [`crate::PostgresStore::connect`]: when `vss_db`
+//! - The guard run by every [`crate::PostgresStore::connect`]: when `vss_db`
 //!   exists, the store opens only if [`import_reference`] has copied it and
 //!   `vss_db` is unchanged since (same rows, newest `sort_order`, newest
 //!   `created_at` and `last_updated_at`, read in the copy's own snapshot), and

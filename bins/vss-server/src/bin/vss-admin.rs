@@ -21,16 +21,19 @@ struct Admin {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Copy the reference server's data (its table vss_db) into this server's
-    /// tables in the same PostgreSQL database: keys, values, versions, global
-    /// versions and listing order, exactly, in one transaction. Safe while the
-    /// reference still serves; run it again after stopping the reference (the
-    /// final pass), then start vss-server.
+    /// Copy the reference server's data (its table vss_db) into this server's tables
+    ///
+    /// In the same PostgreSQL database: keys, values, versions, global versions
+    /// and listing order, exactly, in one transaction. Safe while the reference
+    /// still serves; run it again after stopping the reference (the final
+    /// pass), then start vss-server.
     ImportReference(ServerArgs),
-    /// The way back: copy this server's data into the reference server's table
-    /// vss_db (which the reference must have created), exactly, in one
-    /// transaction. Stop every vss-server first; vss-server then refuses to
-    /// start on the database until it is imported again.
+    /// The way back: copy this server's data into the reference server's table vss_db
+    ///
+    /// The table must exist (the reference's migrations create it). Exactly,
+    /// listing order included, in one transaction. Stop every vss-server
+    /// first; vss-server then refuses to start on the database until it is
+    /// imported again.
     ExportReference(ServerArgs),
 }
 

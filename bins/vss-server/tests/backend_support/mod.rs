@@ -159,3 +159,24 @@ pub async fn assert_stored(url: &str, store_id: &str) {
 fn any_user() -> vss_core::UserToken {
     vss_core::UserToken::new("any").unwrap()
 }
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Asserts that a server on `config` does not start, with an error that names
+/// the backend and holds each of `causes` (the database's own words).
+pub async fn assert_start_fails_with(config: Config, backend: &str, causes: &[&str]) {
+    let err = vss_server::Server::start(config).await.unwrap_err();
+    assert!(matches!(err, vss_server::ServerError::Backend(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("the {backend} backend")),
+        "{message}"
+    );
+    for cause in causes {
+        assert!(message.contains(cause), "lacks `{cause}`: {message}");
+    }
+}
