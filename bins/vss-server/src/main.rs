@@ -3,31 +3,12 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use vss_server::{Config, ConfigError, Server};
+use vss_server::{Config, Server};
 
 fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
-        // --help and --version.
-        Err(ConfigError::Usage {
-            message,
-            informational: true,
-        }) => {
-            print!("{message}");
-            if !message.ends_with('\n') {
-                println!();
-            }
-            return ExitCode::SUCCESS;
-        }
-        // clap's own message already says what is wrong and shows the usage.
-        Err(ConfigError::Usage { message, .. }) => {
-            eprint!("{message}");
-            return ExitCode::from(2);
-        }
-        Err(err) => {
-            eprintln!("vss-server: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return err.report("vss-server"),
     };
     if let Err(err) = init_logging(&config) {
         eprintln!("vss-server: {err}");

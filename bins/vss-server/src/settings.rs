@@ -186,6 +186,35 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// Tells the error as `program` does at startup, and the exit code: help
+    /// and version on standard output with 0; clap's own usage message, or
+    /// `program: error`, on standard error with 2.
+    pub fn report(&self, program: &str) -> std::process::ExitCode {
+        match self {
+            ConfigError::Usage {
+                message,
+                informational: true,
+            } => {
+                print!("{message}");
+                if !message.ends_with('\n') {
+                    println!();
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            // clap's message already says what is wrong and shows the usage.
+            ConfigError::Usage { message, .. } => {
+                eprint!("{message}");
+                std::process::ExitCode::from(2)
+            }
+            err => {
+                eprintln!("{program}: {err}");
+                std::process::ExitCode::from(2)
+            }
+        }
+    }
+}
+
 /// Which setting each source set (a setting absent from it was not given
 /// anywhere and has its default), among every setting the program has.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use vss_client_ng::client::VssClient;
@@ -16,28 +15,12 @@ use vss_client_ng::headers::FixedHeaders;
 use vss_client_ng::types::{
     DeleteObjectRequest, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
 };
-use vss_client_ng::util::retry::{
-    ExponentialBackoffRetryPolicy, FilteredRetryPolicy, MaxAttemptsRetryPolicy, RetryPolicy,
-};
 use vss_server::AuthConfig;
 
-type Policy = FilteredRetryPolicy<
-    MaxAttemptsRetryPolicy<ExponentialBackoffRetryPolicy<ClientError>>,
-    Box<dyn Fn(&ClientError) -> bool + Send + Sync>,
->;
+type Policy = ClientPolicy;
 
-/// ldk-node's policy, shortened: retry transport and server errors, never the answers a wallet believes.
 fn policy() -> Policy {
-    ExponentialBackoffRetryPolicy::new(Duration::from_millis(10))
-        .with_max_attempts(3)
-        .skip_retry_on_error(Box::new(|e: &ClientError| {
-            matches!(
-                e,
-                ClientError::NoSuchKeyError(..)
-                    | ClientError::InvalidRequestError(..)
-                    | ClientError::ConflictError(..)
-            )
-        }) as _)
+    client_policy()
 }
 
 struct Fixture {

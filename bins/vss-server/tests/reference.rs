@@ -329,7 +329,6 @@ mod data {
     use std::collections::HashMap;
     use std::path::Path;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
     use tokio_postgres::NoTls;
@@ -339,9 +338,6 @@ mod data {
     use vss_client_ng::headers::sigs_auth::SigsAuthProvider;
     use vss_client_ng::types::{
         GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
-    };
-    use vss_client_ng::util::retry::{
-        ExponentialBackoffRetryPolicy, FilteredRetryPolicy, MaxAttemptsRetryPolicy, RetryPolicy,
     };
     use vss_core::conformance;
 
@@ -364,18 +360,7 @@ mod data {
             PRIMARY KEY (user_token, store_id, key)
         );";
 
-    type Policy = FilteredRetryPolicy<
-        MaxAttemptsRetryPolicy<ExponentialBackoffRetryPolicy<ClientError>>,
-        Box<dyn Fn(&ClientError) -> bool + Send + Sync>,
-    >;
-
-    fn policy() -> Policy {
-        ExponentialBackoffRetryPolicy::new(Duration::from_millis(10))
-            .with_max_attempts(3)
-            .skip_retry_on_error(Box::new(|e: &ClientError| {
-                !matches!(e, ClientError::InternalServerError(..))
-            }) as _)
-    }
+    use crate::common::{client_policy as policy, ClientPolicy as Policy};
 
     /// A wallet: its signing key and the user token the reference stored it under.
     struct Wallet {

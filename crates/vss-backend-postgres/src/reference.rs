@@ -33,7 +33,7 @@
 //! unauthenticated builds, `unauth-user`, which becomes this server's
 //! unauthenticated user (and back on export).
 
-use tokio_postgres::{Client, GenericClient, IsolationLevel};
+use tokio_postgres::{Client, GenericClient, IsolationLevel, Transaction};
 use vss_core::validate::GLOBAL_VERSION_KEY;
 
 use crate::migrations::{self, MIGRATION_LOCK};
@@ -149,6 +149,28 @@ async fn record_state(
         )
         .await?;
     Ok(())
+}
+
+/// Ends an import or export: records it with `vss_db`'s fingerprint and row
+/// count, counts the users and stores of `vss_db`, and commits. `copied` is
+/// (keys, global versions, warnings).
+async fn finish(
+    tx: Transaction<'_>,
+    state: &str,
+    fingerprint: &str,
+    rows: i64,
+    (keys, global_versions, warnings): (u64, u64, Vec<String>),
+) -> Result<ReferenceReport, PostgresError> {
+    record_state(&tx, state, fingerprint, rows).await?;
+    let (users, stores) = counts(&tx, "vss_db").await?;
+    tx.commit().await?;
+    Ok(ReferenceReport {
+        keys,
+        global_versions,
+        users,
+        stores,
+        warnings,
+    })
 }
 
 fn refuse(reason: String) -> PostgresError {
@@ -328,16 +350,8 @@ pub async fn import_reference(
             &[],
         )
         .await?;
-        record_state(&tx, "imported", &fingerprint, rows).await?;
-        let (users, stores) = counts(&tx, "vss_db").await?;
-        tx.commit().await?;
-        Ok(ReferenceReport {
-            keys,
-            global_versions,
-            users,
-            stores,
-            warnings,
-        })
+        let copied = (keys, global_versions, warnings);
+        finish(tx, "imported", &fingerprint, rows, copied).await
     })
     .await
 }
@@ -541,16 +555,8 @@ pub async fn export_reference(
         let Some((fingerprint, rows)) = self::fingerprint(&tx).await? else {
             return Err(refuse("`vss_db` vanished during the export".into()));
         };
-        record_state(&tx, "exported", &fingerprint, rows).await?;
-        let (users, stores) = counts(&tx, "vss_db").await?;
-        tx.commit().await?;
-        Ok(ReferenceReport {
-            keys,
-            global_versions,
-            users,
-            stores,
-            warnings: Vec::new(),
-        })
+        let copied = (keys, global_versions, Vec::new());
+        finish(tx, "exported", &fingerprint, rows, copied).await
     })
     .await
 }

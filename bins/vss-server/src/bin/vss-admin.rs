@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vss_server::{BackendConfig, Config, ConfigError};
+use vss_server::{BackendConfig, Config};
 
 /// Operations on the data of a vss-rs deployment.
 ///
@@ -54,14 +54,7 @@ fn main() -> ExitCode {
     let argv = std::iter::once(OsString::from("vss-server")).chain(args.server.iter().cloned());
     let config = match Config::from_sources(argv, &|name| std::env::var(name).ok()) {
         Ok(config) => config,
-        Err(ConfigError::Usage { message, .. }) => {
-            eprint!("{message}");
-            return ExitCode::from(2);
-        }
-        Err(err) => {
-            eprintln!("vss-admin: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return err.report("vss-admin"),
     };
     tracing_subscriber::fmt()
         .with_env_filter(

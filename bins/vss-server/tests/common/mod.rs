@@ -101,3 +101,28 @@ pub fn token(sub: &str) -> String {
     )
     .unwrap()
 }
+
+/// The retry policy of vss-client-ng the tests use.
+pub type ClientPolicy = vss_client_ng::util::retry::FilteredRetryPolicy<
+    vss_client_ng::util::retry::MaxAttemptsRetryPolicy<
+        vss_client_ng::util::retry::ExponentialBackoffRetryPolicy<vss_client_ng::error::VssError>,
+    >,
+    Box<dyn Fn(&vss_client_ng::error::VssError) -> bool + Send + Sync>,
+>;
+
+/// ldk-node's policy, shortened: retry transport and server errors, never the
+/// answers a wallet believes.
+pub fn client_policy() -> ClientPolicy {
+    use vss_client_ng::error::VssError as ClientError;
+    use vss_client_ng::util::retry::{ExponentialBackoffRetryPolicy, RetryPolicy};
+    ExponentialBackoffRetryPolicy::new(std::time::Duration::from_millis(10))
+        .with_max_attempts(3)
+        .skip_retry_on_error(Box::new(|e: &ClientError| {
+            matches!(
+                e,
+                ClientError::NoSuchKeyError(..)
+                    | ClientError::InvalidRequestError(..)
+                    | ClientError::ConflictError(..)
+            )
+        }) as _)
+}
