@@ -198,18 +198,6 @@ async fn a_missing_key_is_the_clients_no_such_key_error() {
 }
 
 /// Keys as ldk-node makes them: exactly 600 characters of `[A-Za-z0-9+/#]`.
-fn ldk_key(n: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/#";
-    let mut key: String = format!("{n:04}#");
-    let mut x = n as u64 + 1;
-    while key.len() < 600 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        key.push(ALPHABET[(x >> 33) as usize % ALPHABET.len()] as char);
-    }
-    key
-}
 
 #[tokio::test]
 async fn keys_of_600_characters_round_trip_and_list() {

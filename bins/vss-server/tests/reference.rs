@@ -360,7 +360,7 @@ mod data {
             PRIMARY KEY (user_token, store_id, key)
         );";
 
-    use crate::common::{client_policy as policy, ClientPolicy as Policy};
+    use crate::common::{client_policy as policy, ldk_key, ClientPolicy as Policy};
 
     /// A wallet: its signing key and the user token the reference stored it under.
     struct Wallet {
@@ -372,21 +372,6 @@ mod data {
         let secret = SecretKey::from_slice(&[seed; 32]).unwrap();
         let user = PublicKey::from_secret_key(&Secp256k1::new(), &secret).to_string();
         Wallet { secret, user }
-    }
-
-    /// A key as ldk-node makes them: 600 characters of `[A-Za-z0-9+/#]`.
-    fn ldk_key(n: usize) -> String {
-        const ALPHABET: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/#";
-        let mut key = format!("{n:04}#");
-        let mut x = n as u64 + 7;
-        while key.len() < 600 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            key.push(ALPHABET[(x >> 33) as usize % ALPHABET.len()] as char);
-        }
-        key
     }
 
     /// A reference database on the test server, and a reference-style config

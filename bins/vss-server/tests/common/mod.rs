@@ -126,3 +126,17 @@ pub fn client_policy() -> ClientPolicy {
             )
         }) as _)
 }
+
+/// A key as ldk-node makes them: 600 characters of `[A-Za-z0-9+/#]`, distinct for each `n`.
+pub fn ldk_key(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/#";
+    let mut key: String = format!("{n:04}#");
+    let mut x = n as u64 + 1;
+    while key.len() < 600 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        key.push(ALPHABET[(x >> 33) as usize % ALPHABET.len()] as char);
+    }
+    key
+}
