@@ -402,6 +402,17 @@ impl KvStore for DynamoDbStore {
         Ok(plan.respond_scanned(rows, stopped_at, global_version))
     }
 
+    /// `DescribeTable` of the table.
+    async fn ready(&self) -> Result<(), VssError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| internal("DescribeTable", e))
+    }
+
     fn limits(&self) -> StoreLimits {
         StoreLimits {
             max_items_per_put: MAX_ITEMS_PER_PUT,

@@ -500,6 +500,13 @@ impl KvStore for PostgresStore {
         self.limits
     }
 
+    /// `SELECT 1` on a pooled connection.
+    async fn ready(&self) -> Result<(), VssError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(internal)?;
+        Ok(())
+    }
+
     async fn close(&self) -> Result<(), VssError> {
         self.pool.close();
         Ok(())

@@ -481,6 +481,15 @@ impl KvStore for RedisStore {
         self.limits
     }
 
+    /// `PING` on a pooled connection.
+    async fn ready(&self) -> Result<(), VssError> {
+        self.pool
+            .next()
+            .ping::<()>(None)
+            .await
+            .map_err(|e| VssError::internal(format!("redis ping: {e}")))
+    }
+
     async fn close(&self) -> Result<(), VssError> {
         self.pool
             .quit()

@@ -357,6 +357,15 @@ impl KvStore for SqliteStore {
     /// Stops reads, lets the writer finish every queued request, commit and
     /// checkpoint the WAL, then stops the writer thread. Later calls fail with
     /// INTERNAL; closing again is a no-op.
+    /// A read on a reader thread: the readers run and the file reads.
+    async fn ready(&self) -> Result<(), VssError> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM vss_stores LIMIT 1", [], |_| Ok(()))
+                .map_err(|e| VssError::internal(format!("SQLite readiness read: {e}")))
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<(), VssError> {
         // The reader threads finish the reads already queued, close their
         // connections and end; they are joined below, after the writer.

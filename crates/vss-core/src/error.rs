@@ -61,6 +61,18 @@ impl VssError {
         VssError::Internal(cause.to_string())
     }
 
+    /// A short, fixed name of the error's kind, for metric labels and logs:
+    /// `no_such_key`, `conflict`, `invalid_request`, `auth` or `internal`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VssError::NoSuchKey(_) => "no_such_key",
+            VssError::Conflict(_) => "conflict",
+            VssError::InvalidRequest(_) => "invalid_request",
+            VssError::Auth(_) => "auth",
+            VssError::Internal(_) => "internal",
+        }
+    }
+
     /// The protocol error code of this error.
     pub fn error_code(&self) -> ErrorCode {
         match self {

@@ -13,6 +13,8 @@
 //! - [`page`]: the opaque page tokens of listings;
 //! - [`protocol`]: the four calls by name and the protocol version header;
 //! - [`MemoryStore`]: the reference implementation;
+//! - `metered` (feature `metrics`): [`metered::Metered`], a decorator that
+//!   measures any store;
 //! - `conformance` (feature `conformance`): the test suite every backend must pass.
 //!
 //! ## Writing your own backend
@@ -65,6 +67,8 @@
 mod error;
 mod limits;
 mod memory;
+#[cfg(feature = "metrics")]
+pub mod metered;
 pub mod page;
 pub mod protocol;
 mod store;

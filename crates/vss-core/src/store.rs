@@ -52,6 +52,14 @@ pub trait KvStore: Send + Sync + 'static {
         StoreLimits::default()
     }
 
+    /// Whether the store can serve now: a cheap check that its database
+    /// answers (`SELECT 1`, `PING`, a table description, a read transaction),
+    /// touching no user data. Readiness probes call it, with a time bound of
+    /// their own. The default, for stores without a remote part, is ready.
+    async fn ready(&self) -> Result<(), VssError> {
+        Ok(())
+    }
+
     /// Finishes pending work and releases resources; called once at shutdown,
     /// after the last request.
     async fn close(&self) -> Result<(), VssError> {
@@ -95,6 +103,10 @@ impl<T: KvStore + ?Sized> KvStore for Arc<T> {
 
     fn limits(&self) -> StoreLimits {
         (**self).limits()
+    }
+
+    async fn ready(&self) -> Result<(), VssError> {
+        (**self).ready().await
     }
 
     async fn close(&self) -> Result<(), VssError> {

@@ -91,6 +91,8 @@ macro_rules! __conformance_rules {
     users_are_isolated,
     // Races.
     concurrent_compare_and_set_has_one_winner_per_version,
+    // Operations.
+    store_reports_ready,
         }
     };
 }
@@ -1614,4 +1616,26 @@ async fn concurrent_compare_and_set_has_one_winner_per_version(s: Subject) -> Te
         },
     )
     .await
+}
+
+// ---- Operations -----------------------------------------------------------
+
+async fn store_reports_ready(s: Subject) -> TestResult {
+    s.store
+        .ready()
+        .await
+        .map_err(|e| unexpected("readiness check of a working store", e))?;
+    // The check touches no user data.
+    let t = Ctx::new(&s);
+    ensure_eq!(
+        t.global_version().await?,
+        0,
+        "global version of a new store after a readiness check"
+    );
+    ensure_eq!(
+        t.list_all(None, None).await?.len(),
+        0,
+        "keys of a new store after a readiness check"
+    );
+    Ok(())
 }

@@ -1,0 +1,137 @@
+//! [`Metered`]: any [`KvStore`], measured.
+//!
+//! A decorator in the manner of object_store's wrappers: the same trait in,
+//! the same trait out, so every backend, a custom one included, is measured
+//! without code of its own. It records through the [`metrics`] facade, which
+//! costs next to nothing until the program installs a recorder (vss-server
+//! installs a Prometheus one):
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `vss_store_operations_total` | counter | `operation` (`getObject`, `putObjects`, `deleteObject`, `listKeyVersions`, `ready`), `outcome` (`ok` or [`VssError::kind`]) |
+//! | `vss_store_operation_duration_seconds` | histogram | `operation` |
+//!
+//! No label ever holds a user token, store id, key or value: the label values
+//! are the fixed names above.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use crate::protocol::Operation;
+use crate::{KvStore, StoreLimits, UserToken, VssError};
+
+/// Operations by operation and outcome.
+pub const OPERATIONS_TOTAL: &str = "vss_store_operations_total";
+/// Latency of operations by operation.
+pub const OPERATION_DURATION: &str = "vss_store_operation_duration_seconds";
+
+/// Registers the descriptions (help texts and units) of the metrics
+/// [`Metered`] records, with the recorder installed now.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        OPERATIONS_TOTAL,
+        "Store operations by operation and outcome (ok or the error kind)."
+    );
+    metrics::describe_histogram!(
+        OPERATION_DURATION,
+        metrics::Unit::Seconds,
+        "Latency of store operations, by operation."
+    );
+}
+
+/// `store`, with each call counted and timed (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub struct Metered<S> {
+    inner: S,
+}
+
+impl<S> Metered<S> {
+    /// Measures `inner`.
+    pub fn new(inner: S) -> Self {
+        Metered { inner }
+    }
+
+    /// The measured store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// Records one call named `operation` that started at `started`.
+fn record<T>(operation: &'static str, started: Instant, result: &Result<T, VssError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(err) => err.kind(),
+    };
+    metrics::counter!(OPERATIONS_TOTAL, "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(OPERATION_DURATION, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+}
+
+#[async_trait]
+impl<S: KvStore> KvStore for Metered<S> {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        let started = Instant::now();
+        let result = self.inner.get(user, req).await;
+        record(Operation::GetObject.name(), started, &result);
+        result
+    }
+
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        let started = Instant::now();
+        let result = self.inner.put(user, req).await;
+        record(Operation::PutObjects.name(), started, &result);
+        result
+    }
+
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        let started = Instant::now();
+        let result = self.inner.delete(user, req).await;
+        record(Operation::DeleteObject.name(), started, &result);
+        result
+    }
+
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        let started = Instant::now();
+        let result = self.inner.list_key_versions(user, req).await;
+        record(Operation::ListKeyVersions.name(), started, &result);
+        result
+    }
+
+    fn limits(&self) -> StoreLimits {
+        self.inner.limits()
+    }
+
+    async fn ready(&self) -> Result<(), VssError> {
+        let started = Instant::now();
+        let result = self.inner.ready().await;
+        record("ready", started, &result);
+        result
+    }
+
+    async fn close(&self) -> Result<(), VssError> {
+        self.inner.close().await
+    }
+}
