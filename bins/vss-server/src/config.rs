@@ -102,6 +102,24 @@ pub struct ServerSettings {
           value_parser = parse::secs)]
     pub shutdown_grace: Duration,
 
+    /// Seconds to go on serving at shutdown with readiness answering 503, so balancers drain the instance first
+    #[arg(id = "server_config.shutdown_drain_secs", long = "shutdown-drain-secs",
+          env = "VSS_SHUTDOWN_DRAIN_SECS", value_name = "SECS", default_value = "0",
+          value_parser = parse::secs)]
+    pub shutdown_drain: Duration,
+
+    /// Serve Prometheus metrics on /metrics
+    #[arg(id = "server_config.metrics", long = "metrics", env = "VSS_METRICS",
+          value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true",
+          action = clap::ArgAction::Set, value_parser = parse::boolean)]
+    pub metrics: bool,
+
+    /// Serve /metrics (and the probes) on this address only, not on the main one [default: the main address]
+    #[arg(id = "server_config.metrics_bind_address", long = "metrics-bind-address",
+          env = "VSS_METRICS_BIND_ADDRESS", value_name = "IP:PORT", value_parser = socket_address)]
+    pub metrics_bind_address: Option<SocketAddr>,
+
     /// Storage backend: memory (not persistent) or one compiled in
     #[arg(id = "server_config.backend", long = "backend", env = "VSS_BACKEND", value_name = "NAME",
           default_value = backend::DEFAULT_BACKEND, value_parser = backend::compiled_backend)]
@@ -131,6 +149,30 @@ pub struct LogSettings {
         value_name = "FILE"
     )]
     pub file: Option<PathBuf>,
+
+    /// Log line format: text, or json (one object per line, for log pipelines)
+    #[arg(id = "log_config.format", long = "log-format", env = "VSS_LOG_FORMAT",
+          value_name = "FORMAT", default_value = "text", value_parser = log_format)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request's fields (request id,
+    /// operation, ...) in it.
+    Json,
+}
+
+fn log_format(s: &str) -> Result<LogFormat, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected `text` or `json`".into()),
+    }
 }
 
 fn socket_address(s: &str) -> Result<SocketAddr, String> {
@@ -185,6 +227,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// How long to serve on at shutdown with readiness answering 503.
+    pub shutdown_drain: Duration,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+    /// Where `/metrics` and the probes are served when not on the main address.
+    pub metrics_bind_address: Option<SocketAddr>,
     /// The storage backend and its settings.
     pub backend: BackendConfig,
     /// How callers are authenticated.
@@ -195,6 +243,8 @@ pub struct Config {
     pub log_filter: String,
     /// The file the log is appended to; `None`: standard error.
     pub log_file: Option<PathBuf>,
+    /// Text or JSON log lines.
+    pub log_format: LogFormat,
     /// What the configuration decided and why (the backend, the authentication
     /// methods), logged at startup.
     pub decisions: Vec<String>,
@@ -208,11 +258,15 @@ impl Default for Config {
             bind_address: SocketAddr::from(([127, 0, 0, 1], 8080)),
             http: HttpConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_drain: Duration::ZERO,
+            metrics: true,
+            metrics_bind_address: None,
             backend: BackendConfig::default_for_build(),
             auth: AuthConfig::Unauthenticated,
             allow_unauthenticated: false,
             log_filter: DEFAULT_LOG_LEVEL.to_string(),
             log_file: None,
+            log_format: LogFormat::Text,
             decisions: Vec::new(),
         }
     }
@@ -262,11 +316,15 @@ impl Config {
             bind_address: server.bind_address,
             http,
             shutdown_grace: server.shutdown_grace,
+            shutdown_drain: server.shutdown_drain,
+            metrics: server.metrics,
+            metrics_bind_address: server.metrics_bind_address,
             backend: BackendConfig::from_settings(backend_name, cli.backends, &origins)?,
             auth,
             allow_unauthenticated: server.allow_unauthenticated,
             log_filter: Self::log_filter(&cli.log, &origins, env)?,
             log_file: cli.log.file,
+            log_format: cli.log.format,
             decisions: vec![
                 format!("backend {backend_name}: {}", choice.why),
                 format!("authentication: {auth_why}"),

@@ -26,6 +26,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod observe;
 pub mod settings;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use vss_auth::{JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
+use vss_core::metered::Metered;
 use vss_core::KvStore;
 use vss_http::{Authorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
 
@@ -59,10 +61,13 @@ pub enum ServerError {
     /// The LNURL-auth issuer could not be set up.
     #[error("invalid LNURL-auth configuration: {0}")]
     LnurlAuth(String),
+    /// An endpoint could not be added (its path is taken).
+    #[error("cannot serve an endpoint: {0}")]
+    Endpoint(String),
     /// The backend could not be opened.
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
-    /// The address could not be bound.
+    /// An address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// The configured address.
@@ -80,6 +85,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     service: VssService,
+    /// The operations listener (metrics and probes), when it has its own address.
+    operations: Option<(TcpListener, VssService)>,
     store: Arc<dyn KvStore>,
     options: ServeOptions,
 }
@@ -110,7 +117,8 @@ impl Server {
     }
 
     /// Like [`Server::start`], on a store the caller opened (the configured
-    /// backend is ignored). The store is closed when serving ends.
+    /// backend is ignored). The store is closed when serving ends. It is
+    /// measured like the configured backends would be ([`Metered`]).
     pub async fn start_with_store(
         config: Config,
         store: Arc<dyn KvStore>,
@@ -124,7 +132,8 @@ impl Server {
         store: Arc<dyn KvStore>,
         (authorizer, issuer): Auth,
     ) -> Result<Server, ServerError> {
-        let mut service = VssService::new(Arc::clone(&store), authorizer, config.http.clone());
+        let measured: Arc<dyn KvStore> = Arc::new(Metered::new(Arc::clone(&store)));
+        let mut service = VssService::new(measured, authorizer, config.http.clone());
         if let Some((path, issuer)) = issuer {
             service = match service.with_endpoint(&path, issuer) {
                 Ok(service) => service,
@@ -134,28 +143,41 @@ impl Server {
                 }
             };
         }
-        let listener = match TcpListener::bind(config.bind_address).await {
-            Ok(listener) => listener,
-            Err(source) => {
-                close_store(&store).await.ok();
-                return Err(ServerError::Bind {
-                    address: config.bind_address,
-                    source,
-                });
-            }
+        let metrics = match config.metrics {
+            true => observe::start(config.backend.name(), &auth_methods(&config.auth)),
+            false => None,
         };
+        let mut operations = None;
+        match (metrics, config.metrics_bind_address) {
+            (Some(endpoint), Some(address)) => {
+                let ops = service
+                    .operations_only()
+                    .with_endpoint(observe::METRICS_PATH, endpoint)
+                    .map_err(ServerError::Endpoint)?;
+                operations = Some((bind(address, &store).await?, ops));
+            }
+            (Some(endpoint), None) => {
+                service = service
+                    .with_endpoint(observe::METRICS_PATH, endpoint)
+                    .map_err(ServerError::Endpoint)?;
+            }
+            (None, _) => {}
+        }
+        let listener = bind(config.bind_address, &store).await?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             address: config.bind_address,
             source,
         })?;
         let options = ServeOptions {
             shutdown_grace: config.shutdown_grace,
+            drain_delay: config.shutdown_drain,
             ..ServeOptions::default()
         };
         Ok(Server {
             listener,
             local_addr,
             service,
+            operations,
             store,
             options,
         })
@@ -164,6 +186,14 @@ impl Server {
     /// The address the server listens on (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the operations listener (`/metrics` and the probes),
+    /// when `metrics_bind_address` gives it one.
+    pub fn operations_addr(&self) -> Option<SocketAddr> {
+        self.operations
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The base URL clients use, e.g. `http://127.0.0.1:8080/vss`.
@@ -179,7 +209,33 @@ impl Server {
     /// requests finish (bounded by the configured grace), and closes the store.
     pub async fn serve<S: Future>(self, shutdown: S) -> Result<ServeOutcome, ServerError> {
         tracing::info!(url = %self.url(), "serving");
-        let outcome = vss_http::serve(self.listener, self.service, shutdown, self.options).await;
+        let outcome = match self.operations {
+            None => vss_http::serve(self.listener, self.service, shutdown, self.options).await,
+            Some((ops_listener, ops_service)) => {
+                if let Ok(address) = ops_listener.local_addr() {
+                    tracing::info!(%address, "serving /metrics and the probes");
+                }
+                // One shutdown for both listeners.
+                let (stop, receiver) = tokio::sync::watch::channel(false);
+                let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = receiver.wait_for(|stop| *stop).await;
+                };
+                let main = vss_http::serve(
+                    self.listener,
+                    self.service,
+                    stopped(receiver.clone()),
+                    self.options.clone(),
+                );
+                let ops =
+                    vss_http::serve(ops_listener, ops_service, stopped(receiver), self.options);
+                let signal = async move {
+                    shutdown.await;
+                    let _ = stop.send(true);
+                };
+                let ((), outcome, _) = tokio::join!(signal, main, ops);
+                outcome
+            }
+        };
         close_store(&self.store).await?;
         tracing::info!(
             connections = outcome.connections,
@@ -187,6 +243,34 @@ impl Server {
             "shut down"
         );
         Ok(outcome)
+    }
+}
+
+/// Binds `address`; on failure closes the store it would have served.
+async fn bind(address: SocketAddr, store: &Arc<dyn KvStore>) -> Result<TcpListener, ServerError> {
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(source) => {
+            close_store(store).await.ok();
+            Err(ServerError::Bind { address, source })
+        }
+    }
+}
+
+/// The authentication methods, as the build information names them.
+fn auth_methods(auth: &AuthConfig) -> String {
+    match auth {
+        AuthConfig::Unauthenticated => "none".to_string(),
+        AuthConfig::Methods(methods) => [
+            (methods.jwt.is_some(), "jwt"),
+            (methods.sigs.is_some(), "sigs"),
+            (methods.lnurl.is_some(), "lnurl"),
+        ]
+        .iter()
+        .filter(|m| m.0)
+        .map(|m| m.1)
+        .collect::<Vec<_>>()
+        .join(","),
     }
 }
 

@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use vss_server::config::LogFormat;
 use vss_server::{Config, Server};
 
 fn main() -> ExitCode {
@@ -40,12 +42,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error, or appended to the configured log file.
+/// Logs to standard error, or appended to the configured log file, as text
+/// or one JSON object per line.
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logger = tracing_subscriber::fmt().with_env_filter(filter);
-    match &config.log_file {
+    let writer = match &config.log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -56,14 +56,24 @@ fn init_logging(config: &Config) -> Result<(), String> {
                         .map_or_else(|| "log_config.file".to_string(), |s| s.names());
                     format!("cannot open the log file {} ({names}): {e}", path.display())
                 })?;
-            logger
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .init();
+            BoxMakeWriter::new(std::sync::Mutex::new(file))
         }
-        None => logger
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match config.log_format {
+        LogFormat::Json => logger
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logger
+            .with_ansi(config.log_file.is_none() && std::io::stderr().is_terminal())
             .init(),
     }
     Ok(())

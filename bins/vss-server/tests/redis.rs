@@ -8,6 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use backend_support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -166,26 +167,33 @@ async fn the_model_test_passes_over_http_on_redis() {
 /// A redis-server child without any persistence, killed when dropped.
 struct VolatileRedis {
     url: String,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
+    port: u16,
+    child: Option<tokio::process::Child>,
+    dir: tempfile::TempDir,
 }
 
 impl VolatileRedis {
     async fn start() -> VolatileRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = closed_port();
+        let child = Self::spawn(port, dir.path()).await;
+        VolatileRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            child: Some(child),
+            dir,
+        }
+    }
+
+    async fn spawn(port: u16, dir: &std::path::Path) -> tokio::process::Child {
         let bin = std::env::var_os("VSS_TEST_REDIS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("redis-server"));
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = tokio::process::Command::new(bin)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--appendonly", "no", "--save", ""])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -206,11 +214,20 @@ impl VolatileRedis {
         }
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        VolatileRedis {
-            url: format!("redis://127.0.0.1:{port}"),
-            _child: child,
-            _dir: dir,
+        child
+    }
+
+    /// Kills it (SIGKILL) and waits until it is gone.
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
         }
+    }
+
+    /// Starts it again on the same port.
+    async fn restart(&mut self) {
+        self.kill().await;
+        self.child = Some(Self::spawn(self.port, self.dir.path()).await);
     }
 }
 
@@ -274,4 +291,40 @@ async fn the_ca_file_setting_reaches_the_backend() {
 async fn an_unreachable_server_stops_startup_with_the_cause() {
     let url = format!("redis://127.0.0.1:{}", closed_port());
     assert_start_fails_with(redis_config(&url, &[]), "redis", &["Connection refused"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database_down_and_back() {
+    // The shared service being configured means redis-server is installed.
+    if conformance::service_url("VSS_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let mut redis = VolatileRedis::start().await;
+    let running = common::start(redis_config(
+        &redis.url,
+        &[("VSS_REDIS_ALLOW_VOLATILE", "true")],
+    ))
+    .await;
+    let addr = running.addr;
+    assert_eq!(common::get(addr, "/ready").await.status, 200);
+
+    redis.kill().await;
+    common::poll_until(
+        "readiness 503 with Redis down",
+        Duration::from_secs(30),
+        || async move { common::get(addr, "/ready").await.status == 503 },
+    )
+    .await;
+    // Alive all the same: only readiness follows the database.
+    assert_eq!(common::get(addr, "/health").await.status, 200);
+
+    redis.restart().await;
+    common::poll_until(
+        "readiness 200 with Redis back",
+        Duration::from_secs(30),
+        || async move { common::get(addr, "/ready").await.status == 200 },
+    )
+    .await;
+    round_trip(&running.url).await;
+    running.stop().await;
 }

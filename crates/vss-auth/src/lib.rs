@@ -33,3 +33,20 @@ pub use lnurl::{
 };
 pub use multi::{HeaderForm, MultiAuthorizer};
 pub use sigs::{SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};
+
+/// Authentication failures by method: `jwt`, `sigs`, `lnurl` (a refused
+/// LNURL-auth login), `missing` (no `Authorization` header) or `unknown` (a
+/// header of no known form). Recorded through the `metrics` facade.
+pub const AUTH_FAILURES_TOTAL: &str = "vss_auth_failures_total";
+
+/// Registers the help text of [`AUTH_FAILURES_TOTAL`] with the recorder installed now.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        AUTH_FAILURES_TOTAL,
+        "Requests refused by authentication, by method (jwt, sigs, lnurl, missing, unknown)."
+    );
+}
+
+pub(crate) fn record_failure(method: &'static str) {
+    metrics::counter!(AUTH_FAILURES_TOTAL, "method" => method).increment(1);
+}

@@ -281,7 +281,8 @@ impl LnurlAuthIssuer {
             return Err(LoginError::BadRequest("k1 needs sig and key".into()));
         };
         let token = self.login(k1, sig, key)?;
-        tracing::info!(user = %key, "LNURL-auth login");
+        // The user (the linking key) is never logged: logs hold no user tokens.
+        tracing::info!("LNURL-auth login");
         Ok(respond(
             StatusCode::OK,
             "application/json",
@@ -306,6 +307,7 @@ impl Endpoint for LnurlAuthIssuer {
             Ok(response) => response,
             Err(err) => {
                 tracing::debug!(reason = %err, "LNURL-auth refused");
+                crate::record_failure("lnurl");
                 let status = match err {
                     LoginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::BAD_REQUEST,

@@ -87,7 +87,34 @@ impl MultiAuthorizer {
 #[async_trait]
 impl Authorizer for MultiAuthorizer {
     async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
-        match (HeaderForm::of(headers), &self.jwt, &self.sigs) {
+        let form = HeaderForm::of(headers);
+        let result = self.authorize_as(form, headers).await;
+        if let Err(VssError::Auth(_)) = &result {
+            crate::record_failure(form.method());
+        }
+        result
+    }
+}
+
+impl HeaderForm {
+    /// The method label of failures with this header form.
+    fn method(self) -> &'static str {
+        match self {
+            HeaderForm::Missing => "missing",
+            HeaderForm::Bearer => "jwt",
+            HeaderForm::Signature => "sigs",
+            HeaderForm::Unknown => "unknown",
+        }
+    }
+}
+
+impl MultiAuthorizer {
+    async fn authorize_as(
+        &self,
+        form: HeaderForm,
+        headers: &HeaderMap,
+    ) -> Result<UserToken, VssError> {
+        match (form, &self.jwt, &self.sigs) {
             (HeaderForm::Missing, _, _) => {
                 Err(VssError::Auth("missing Authorization header".into()))
             }

@@ -119,6 +119,7 @@ mod store;
 
 pub use config::{DynamoDbConfig, StaticCredentials};
 pub use error::DynamoDbError;
+pub use retry::{describe_metrics, RETRIES_TOTAL};
 pub use store::{
     CleanupReport, DynamoDbStore, CHUNK_SIZE, INLINE_BUDGET_PER_PUT, INLINE_VALUE_LIMIT,
     MAX_ITEMS_PER_PUT, PUT_DEADLINE,

@@ -37,6 +37,7 @@ impl Backoff {
     /// Waits before the next attempt: a random time up to `BASE * 2^attempt`,
     /// capped ("full jitter", so racing writers spread out).
     pub async fn wait(&self) {
+        metrics::counter!(RETRIES_TOTAL).increment(1);
         let ceiling = BASE
             .saturating_mul(1u32 << self.attempt.min(16))
             .min(CAP)
@@ -45,6 +46,18 @@ impl Backoff {
         let jitter = random_u64() % ceiling;
         tokio::time::sleep(Duration::from_micros(jitter)).await;
     }
+}
+
+/// Waits before retries (transaction conflicts, throttling, counter races,
+/// torn reads), counted through the `metrics` facade.
+pub const RETRIES_TOTAL: &str = "vss_dynamodb_retries_total";
+
+/// Registers the help text of [`RETRIES_TOTAL`] with the recorder installed now.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        RETRIES_TOTAL,
+        "DynamoDB calls retried after a transaction conflict, throttling, a counter race or a torn read."
+    );
 }
 
 /// A random number, or a fixed one if the system has no randomness to give

@@ -122,6 +122,7 @@
 
 mod config;
 mod error;
+pub mod measure;
 mod migrations;
 pub mod reference;
 mod sql;

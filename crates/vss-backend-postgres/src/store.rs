@@ -87,6 +87,7 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<Object, VssError> {
+        crate::measure::pool(&self.pool.status());
         self.pool
             .get()
             .await

@@ -116,4 +116,4 @@ mod store;
 
 pub use config::{redact_url, RedisConfig};
 pub use error::RedisError;
-pub use store::RedisStore;
+pub use store::{describe_metrics, RedisStore, RECONNECTS_TOTAL};

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, ClusterInterface, HashesInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, HashesInterface};
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::scripts::Script;
 use fred::types::{Key, Value};
@@ -47,6 +47,19 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Reconnections of pooled connections (after a restart, a failover or a
+/// network break), counted through the `metrics` facade. Commands are never
+/// resent: a request whose connection broke answers INTERNAL.
+pub const RECONNECTS_TOTAL: &str = "vss_redis_reconnects_total";
+
+/// Registers the help text of [`RECONNECTS_TOTAL`] with the recorder installed now.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        RECONNECTS_TOTAL,
+        "Reconnections of pooled Redis connections (restart, failover, network break)."
+    );
+}
+
 impl RedisStore {
     /// Connects, runs the durability guard and loads the Lua scripts.
     ///
@@ -72,6 +85,13 @@ impl RedisStore {
             .build_pool(config.pool_size)
             .map_err(RedisError::redis("building the connection pool"))?;
         pool.init().await.map_err(RedisError::redis("connecting"))?;
+        for client in pool.clients() {
+            // The listener ends with the client.
+            let _listener = client.on_reconnect(|_server| async {
+                metrics::counter!(RECONNECTS_TOTAL).increment(1);
+                Ok(())
+            });
+        }
 
         let durability_warnings = match guard(&pool, config.allow_volatile).await {
             Ok(warnings) => warnings,

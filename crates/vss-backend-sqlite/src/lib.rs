@@ -96,6 +96,7 @@
 
 mod config;
 mod error;
+pub mod measure;
 mod read;
 mod readers;
 mod schema;

@@ -79,6 +79,7 @@ pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>, max_
             }
         }
         if !batch.is_empty() {
+            crate::measure::batch_taken(batch.len(), queue.len());
             apply_batch(&conn, std::mem::take(&mut batch));
         }
         if let Some(reply) = close {

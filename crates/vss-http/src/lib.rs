@@ -16,6 +16,12 @@
 //!   an embedder that brings its own authorizer builds no JWT or RSA code.
 //! - [`Endpoint`]: an extra plain-HTTP path served by the same service
 //!   ([`VssService::with_endpoint`]).
+//! - Probes outside the base path, never authenticated, touching no user
+//!   data: `GET /health` and `/livez` (200 while serving), `GET /ready` and
+//!   `/readyz` (200 while [`vss_core::KvStore::ready`] answers within
+//!   [`READINESS_TIMEOUT`]; 503 otherwise, and once
+//!   [`VssService::begin_draining`] marks the start of shutdown).
+//! - Request ids ([`REQUEST_ID_HEADER`]) and [`measure`]: the request metrics.
 //!
 //! The request logic is in plain functions ([`Operation::from_path`],
 //! [`Operation::call`], [`read_body`], [`error_response`]) that tests call
@@ -44,6 +50,7 @@
 mod auth;
 mod body;
 mod endpoint;
+pub mod measure;
 mod response;
 mod serve;
 mod service;
@@ -54,6 +61,8 @@ pub use endpoint::Endpoint;
 pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{serve, ServeOptions, ServeOutcome};
 pub use service::{
-    HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT,
+    request_id, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_PATHS,
+    READINESS_TIMEOUT, REQUEST_ID_HEADER,
 };
 pub use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

@@ -22,6 +22,10 @@ pub struct ServeOptions {
     /// The longest time a client may take to send a request's headers
     /// (HTTP/1.1); bodies are bounded by the request timeout.
     pub header_read_timeout: Duration,
+    /// After shutdown is asked for, how long to go on accepting and serving
+    /// with readiness answering 503, so that load balancers take the instance
+    /// out before it stops accepting. Zero: stop accepting at once.
+    pub drain_delay: Duration,
 }
 
 impl Default for ServeOptions {
@@ -29,6 +33,7 @@ impl Default for ServeOptions {
         ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -44,9 +49,11 @@ pub struct ServeOutcome {
 
 /// Serves `service` on every connection `listener` accepts (HTTP/1.1 with
 /// keep-alive and pipelining, or HTTP/2 with prior knowledge) until
-/// `shutdown` completes. Then it stops accepting (the listener is closed, so
-/// new connections are refused), lets in-flight requests finish for up to
-/// [`ServeOptions::shutdown_grace`], and returns. Idle connections are
+/// `shutdown` completes. Then readiness answers 503
+/// ([`VssService::begin_draining`]) while it serves on for
+/// [`ServeOptions::drain_delay`]; then it stops accepting (the listener is
+/// closed, so new connections are refused), lets in-flight requests finish
+/// for up to [`ServeOptions::shutdown_grace`], and returns. Idle connections are
 /// closed at once. The store is not closed here: that is the caller's last step.
 pub async fn serve<S>(
     listener: TcpListener,
@@ -70,6 +77,15 @@ where
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut accepted: u64 = 0;
+    let draining = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.begin_draining();
+        if !options.drain_delay.is_zero() {
+            tracing::info!(delay = ?options.drain_delay, "serving on while balancers drain");
+            tokio::time::sleep(options.drain_delay).await;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -1,20 +1,41 @@
 //! One request in, one response out: the whole request path, without I/O.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
 use tracing::Instrument;
 use vss_core::{KvStore, VssError};
 
+use crate::measure as m;
 use crate::{
     error_response, protobuf_response, read_body, Authorizer, Endpoint, HttpError, Operation,
 };
+
+/// The header carrying a request's id, kept from the request or made up, and
+/// returned on the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Liveness probe paths: 200 while the process serves.
+pub const LIVENESS_PATHS: [&str; 2] = ["/health", "/livez"];
+
+/// Readiness probe paths: 200 while the store answers its check
+/// ([`KvStore::ready`]) within [`READINESS_TIMEOUT`], 503 otherwise and once
+/// shutdown has begun.
+pub const READINESS_PATHS: [&str; 2] = ["/ready", "/readyz"];
+
+/// The longest a readiness check may take before the answer is 503.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest request id kept from a request; longer ones are replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The base path VSS clients are configured with by default.
 pub const DEFAULT_BASE_PATH: &str = "/vss";
@@ -109,6 +130,10 @@ struct Inner {
     authorizer: Arc<dyn Authorizer>,
     config: HttpConfig,
     endpoints: Vec<(String, Arc<dyn Endpoint>)>,
+    /// Whether the VSS calls are served (not by [`VssService::operations_only`]).
+    vss_calls: bool,
+    /// Set once shutdown begins; shared by every service made from one.
+    draining: Arc<AtomicBool>,
 }
 
 impl VssService {
@@ -124,8 +149,36 @@ impl VssService {
                 authorizer,
                 config,
                 endpoints: Vec::new(),
+                vss_calls: true,
+                draining: Arc::new(AtomicBool::new(false)),
             }),
         }
+    }
+
+    /// A service on the same store for an operations listener: the probes
+    /// and its own endpoints (add `/metrics` with [`VssService::with_endpoint`]),
+    /// but not the VSS calls, which answer 404 there. It drains with this one.
+    pub fn operations_only(&self) -> VssService {
+        let mut inner = (*self.inner).clone();
+        inner.vss_calls = false;
+        inner.endpoints = Vec::new();
+        VssService {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Marks the start of shutdown: readiness answers 503 from now on, on this
+    /// service and every one made from it, so balancers stop sending traffic
+    /// while in-flight requests finish. [`crate::serve`] calls it.
+    pub fn begin_draining(&self) {
+        if !self.inner.draining.swap(true, Ordering::SeqCst) {
+            tracing::info!("draining: readiness now answers 503");
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Also answers requests whose path is exactly `path` with `endpoint`
@@ -144,6 +197,12 @@ impl VssService {
         if Operation::from_path(path, self.config().base_path()).is_some() {
             return Err(format!("endpoint path `{path}` is a VSS call's path"));
         }
+        if LIVENESS_PATHS.contains(&path) || READINESS_PATHS.contains(&path) {
+            return Err(format!("endpoint path `{path}` is a probe's path"));
+        }
+        if self.endpoint(path).is_some() {
+            return Err(format!("endpoint path `{path}` is already served"));
+        }
         Arc::make_mut(&mut self.inner)
             .endpoints
             .push((path.to_string(), endpoint));
@@ -161,53 +220,150 @@ impl VssService {
     }
 
     /// Answers one request; every failure becomes an error response, so this
-    /// never fails and never panics on any input. Logs one line per request
-    /// (method, operation, status, latency) and never values or credentials.
+    /// never fails and never panics on any input. Every response carries the
+    /// request's id ([`REQUEST_ID_HEADER`]), which every log line of the
+    /// request holds. Logs one access line per request (request id, method,
+    /// operation, status, error code, latency, body sizes) and never keys,
+    /// values, users or credentials; counts and times it (see [`crate::measure`]).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        if let Some(endpoint) = self.endpoint(req.uri().path()) {
-            return self.answer_endpoint(endpoint, req, started).await;
+        let request_id = request_id(req.headers());
+        let path = req.uri().path();
+        let mut response = if let Some(probe) = Probe::at(path) {
+            self.probe(probe, &req, &request_id).await
+        } else if let Some(endpoint) = self.endpoint(path) {
+            self.answer_endpoint(endpoint, req, started, &request_id)
+                .await
+        } else {
+            let operation = Operation::from_path(path, self.config().base_path())
+                .filter(|_| self.inner.vss_calls);
+            self.answer_call(operation, req, started, &request_id).await
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
-        let operation = Operation::from_path(req.uri().path(), self.config().base_path());
+        response
+    }
+
+    async fn answer_call<B>(
+        &self,
+        operation: Option<Operation>,
+        req: Request<B>,
+        started: Instant,
+        request_id: &str,
+    ) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let operation_name = operation.map_or("unknown", Operation::name);
         let span = tracing::info_span!(
             "vss_request",
+            request_id = %request_id,
             method = %req.method(),
-            operation = %operation.map_or("unknown", Operation::name),
+            operation = %operation_name,
         );
         async move {
+            let _in_flight = m::InFlight::start(operation_name);
             let timeout = self.config().request_timeout();
+            let mut request_bytes = 0;
             // A panic in a store or authorizer is a bug there; the client still gets
             // a protocol answer (500, retried) and the connection keeps serving.
-            let answer = AssertUnwindSafe(self.answer(operation, req)).catch_unwind();
-            let result = match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_panic)) => Err(HttpError::from(VssError::internal(
-                    "the request handler panicked",
-                ))),
-                Err(_) => Err(HttpError::from(VssError::internal(format!(
-                    "request not answered within {timeout:?}"
-                )))),
+            let answer =
+                AssertUnwindSafe(self.answer(operation, req, &mut request_bytes)).catch_unwind();
+            let (result, outcome) = match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => {
+                    let outcome = m::outcome(&result);
+                    (result, outcome)
+                }
+                Ok(Err(_panic)) => (
+                    Err(HttpError::from(VssError::internal(
+                        "the request handler panicked",
+                    ))),
+                    "panic",
+                ),
+                Err(_) => (
+                    Err(HttpError::from(VssError::internal(format!(
+                        "request not answered within {timeout:?}"
+                    )))),
+                    "timeout",
+                ),
             };
-            let response = match result {
-                Ok(body) => protobuf_response(body),
+            let (response, error_code) = match result {
+                Ok(body) => (protobuf_response(body), None),
                 Err(err) => {
                     log_failure(&err);
-                    error_response(&err)
+                    (error_response(&err), Some(err.error.kind()))
                 }
             };
+            let response_bytes = response.body().size_hint().exact().unwrap_or(0);
+            m::request_done(
+                operation_name,
+                outcome,
+                started.elapsed(),
+                request_bytes,
+                response_bytes,
+            );
             tracing::info!(
                 status = response.status().as_u16(),
+                error_code = error_code.unwrap_or(""),
                 latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                request_bytes,
+                response_bytes,
                 "answered"
             );
             response
         }
         .instrument(span)
         .await
+    }
+
+    /// A probe: liveness is 200 while serving; readiness asks the store,
+    /// within [`READINESS_TIMEOUT`], unless shutdown has begun.
+    async fn probe<B>(
+        &self,
+        probe: Probe,
+        req: &Request<B>,
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n");
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let (status, text) = match probe {
+            Probe::Live => (StatusCode::OK, "ok\n"),
+            Probe::Ready if self.is_draining() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            }
+            Probe::Ready => {
+                let check = tokio::time::timeout(READINESS_TIMEOUT, self.inner.store.ready());
+                match check.await {
+                    Ok(Ok(())) => (StatusCode::OK, "ready\n"),
+                    // The cause is for the operator's log; the probe is public.
+                    Ok(Err(err)) => {
+                        tracing::warn!(request_id, error = %err, "readiness: the store is not ready");
+                        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            request_id,
+                            timeout = ?READINESS_TIMEOUT,
+                            "readiness: the store did not answer in time"
+                        );
+                        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+                    }
+                }
+            }
+        };
+        m::probe_done(probe.name(), status.as_u16());
+        plain_response(status, text)
     }
 
     fn endpoint(&self, path: &str) -> Option<Arc<dyn Endpoint>> {
@@ -223,9 +379,14 @@ impl VssService {
         endpoint: Arc<dyn Endpoint>,
         req: Request<B>,
         started: Instant,
+        request_id: &str,
     ) -> Response<Full<Bytes>> {
-        let span =
-            tracing::info_span!("vss_request", method = %req.method(), operation = "endpoint");
+        let span = tracing::info_span!(
+            "vss_request",
+            request_id = %request_id,
+            method = %req.method(),
+            operation = "endpoint"
+        );
         async move {
             let (parts, _body) = req.into_parts();
             let timeout = self.config().request_timeout();
@@ -253,6 +414,7 @@ impl VssService {
         &self,
         operation: Option<Operation>,
         req: Request<B>,
+        request_bytes: &mut usize,
     ) -> Result<Bytes, HttpError>
     where
         B: Body<Data = Bytes>,
@@ -278,6 +440,7 @@ impl VssService {
         // Authorize on the headers first: an unauthenticated caller never gets a body read.
         let user = self.inner.authorizer.authorize(&parts.headers).await?;
         let body = read_body(body, self.config().max_body_size()).await?;
+        *request_bytes = body.len();
         Ok(operation.call(&*self.inner.store, &user, body).await?)
     }
 }
@@ -285,7 +448,57 @@ impl VssService {
 fn plain_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
+}
+
+/// The probes, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Live,
+    Ready,
+}
+
+impl Probe {
+    fn at(path: &str) -> Option<Probe> {
+        if LIVENESS_PATHS.contains(&path) {
+            Some(Probe::Live)
+        } else if READINESS_PATHS.contains(&path) {
+            Some(Probe::Ready)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Probe::Live => "liveness",
+            Probe::Ready => "readiness",
+        }
+    }
+}
+
+/// The request's id: its `x-request-id` when that is 1 to
+/// [`MAX_REQUEST_ID_LEN`] characters of letters, digits and `-_.:`, else a
+/// new random one (32 hex digits). Anything else a client sends is not
+/// repeated in logs or headers.
+pub fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        });
+    match given {
+        Some(id) => id.to_string(),
+        None => format!("{:032x}", fastrand::u128(..)),
+    }
 }
 
 fn log_failure(err: &HttpError) {
@@ -302,6 +515,26 @@ fn log_failure(err: &HttpError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_safe_and_made_up_otherwise() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(value).unwrap());
+            request_id(&headers)
+        };
+        assert_eq!(with("abc-123_X.y:z"), "abc-123_X.y:z");
+        let made_up = request_id(&HeaderMap::new());
+        assert_eq!(made_up.len(), 32);
+        assert!(made_up.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(made_up, request_id(&HeaderMap::new()));
+        for unsafe_id in ["", "has space", "a\"b", "semi;colon", &"x".repeat(129)] {
+            let id = with(unsafe_id);
+            assert_ne!(id, unsafe_id);
+            assert_eq!(id.len(), 32);
+        }
+        assert_eq!(with(&"x".repeat(128)), "x".repeat(128));
+    }
 
     #[test]
     fn base_paths_are_normalized_or_refused() {

@@ -15,6 +15,8 @@ pub mod child;
 pub struct Running {
     pub url: String,
     pub addr: std::net::SocketAddr,
+    /// The operations listener (`/metrics`, probes), when it has its own address.
+    pub operations_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<ServeOutcome, ServerError>>>,
 }
@@ -60,6 +62,7 @@ pub fn sqlite(dir: &Path) -> BackendConfig {
 async fn serve(server: Server) -> Running {
     let url = server.url();
     let addr = server.local_addr();
+    let operations_addr = server.operations_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.serve(async move {
         let _ = stopped.await;
@@ -67,6 +70,7 @@ async fn serve(server: Server) -> Running {
     Running {
         url,
         addr,
+        operations_addr,
         stop: Some(stop),
         task: Some(task),
     }
@@ -139,4 +143,90 @@ pub fn ldk_key(n: usize) -> String {
         key.push(ALPHABET[(x >> 33) as usize % ALPHABET.len()] as char);
     }
     key
+}
+
+/// A plain HTTP/1.1 answer: status, headers (names lower-case) and body.
+#[derive(Debug)]
+pub struct PlainAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl PlainAnswer {
+    /// The first header named `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `METHOD path` with `headers` and `body` on a fresh connection to `addr`
+/// (`Connection: close`), read to the end: probes, `/metrics`, odd requests.
+pub async fn plain_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> PlainAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    PlainAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// `GET path` on `addr`.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> PlainAnswer {
+    plain_request(addr, "GET", path, &[], b"").await
+}
+
+/// Waits until `check` holds, asking again every few milliseconds, and fails
+/// after `limit`: for states another process reaches in its own time (a
+/// database going down or coming back, a shutdown starting).
+pub async fn poll_until<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

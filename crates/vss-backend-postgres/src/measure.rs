@@ -1,0 +1,32 @@
+//! What the PostgreSQL backend measures, through the `metrics` facade (free
+//! until the program installs a recorder). Updated at every checkout.
+//!
+//! | metric | kind | meaning |
+//! | --- | --- | --- |
+//! | `vss_postgres_pool_connections` | gauge | `state="open"`: connections the pool holds; `state="idle"`: those free; `state="max"`: its limit |
+//! | `vss_postgres_pool_waiting` | gauge | requests waiting for a connection |
+
+/// Connections of the pool by state.
+pub const POOL_CONNECTIONS: &str = "vss_postgres_pool_connections";
+/// Requests waiting for a pooled connection.
+pub const POOL_WAITING: &str = "vss_postgres_pool_waiting";
+
+/// Registers the help texts of these metrics with the recorder installed now.
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        POOL_CONNECTIONS,
+        "PostgreSQL pool connections: open, idle (free), and max (the limit)."
+    );
+    metrics::describe_gauge!(
+        POOL_WAITING,
+        "Requests waiting for a PostgreSQL connection from the pool."
+    );
+}
+
+/// Records the pool's state.
+pub(crate) fn pool(status: &deadpool_postgres::Status) {
+    metrics::gauge!(POOL_CONNECTIONS, "state" => "open").set(status.size as f64);
+    metrics::gauge!(POOL_CONNECTIONS, "state" => "idle").set(status.available as f64);
+    metrics::gauge!(POOL_CONNECTIONS, "state" => "max").set(status.max_size as f64);
+    metrics::gauge!(POOL_WAITING).set(status.waiting as f64);
+}
