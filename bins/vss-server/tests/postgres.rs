@@ -214,6 +214,15 @@ async fn the_suite_passes_over_http_on_postgres() {
     let config = load_env(&env_for(&server, &fresh_database("suite")));
     let (running, limits) = start_backend(config).await;
     suite_over_http(&running.url, limits).await;
+    // The pool's state is measured.
+    let metrics = common::get(running.addr, "/metrics").await.body;
+    for series in [
+        "vss_postgres_pool_connections{state=\"open\"}",
+        "vss_postgres_pool_connections{state=\"max\"} 16",
+        "vss_postgres_pool_waiting",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     running.stop().await;
 }
 

@@ -326,5 +326,13 @@ async fn readiness_follows_the_database_down_and_back() {
     )
     .await;
     round_trip(&running.url).await;
+    // The pool's reconnections were counted.
+    let metrics = common::get(addr, "/metrics").await.body;
+    let reconnects: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("vss_redis_reconnects_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    assert!(reconnects >= 1.0, "{metrics}");
     running.stop().await;
 }

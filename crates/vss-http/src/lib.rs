@@ -62,7 +62,7 @@ pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{serve, ServeOptions, ServeOutcome};
 pub use service::{
     request_id, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_PATHS,
+    DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_CACHE, READINESS_PATHS,
     READINESS_TIMEOUT, REQUEST_ID_HEADER,
 };
 pub use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

@@ -34,6 +34,9 @@ pub const READINESS_PATHS: [&str; 2] = ["/ready", "/readyz"];
 /// The longest a readiness check may take before the answer is 503.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a readiness check's answer is reused for further probes.
+pub const READINESS_CACHE: Duration = Duration::from_millis(500);
+
 /// The longest request id kept from a request; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -134,6 +137,8 @@ struct Inner {
     vss_calls: bool,
     /// Set once shutdown begins; shared by every service made from one.
     draining: Arc<AtomicBool>,
+    /// The last readiness check: when, and whether the store answered.
+    readiness: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
 
 impl VssService {
@@ -151,6 +156,7 @@ impl VssService {
                 endpoints: Vec::new(),
                 vss_calls: true,
                 draining: Arc::new(AtomicBool::new(false)),
+                readiness: Arc::new(tokio::sync::Mutex::new(None)),
             }),
         }
     }
@@ -342,28 +348,43 @@ impl VssService {
             Probe::Ready if self.is_draining() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
             }
-            Probe::Ready => {
-                let check = tokio::time::timeout(READINESS_TIMEOUT, self.inner.store.ready());
-                match check.await {
-                    Ok(Ok(())) => (StatusCode::OK, "ready\n"),
-                    // The cause is for the operator's log; the probe is public.
-                    Ok(Err(err)) => {
-                        tracing::warn!(request_id, error = %err, "readiness: the store is not ready");
-                        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            request_id,
-                            timeout = ?READINESS_TIMEOUT,
-                            "readiness: the store did not answer in time"
-                        );
-                        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
-                    }
-                }
-            }
+            Probe::Ready if self.store_ready(request_id).await => (StatusCode::OK, "ready\n"),
+            Probe::Ready => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
         };
         m::probe_done(probe.name(), status.as_u16());
         plain_response(status, text)
+    }
+
+    /// Whether the store answers its check within [`READINESS_TIMEOUT`]. One
+    /// check runs at a time and its answer is reused for
+    /// [`READINESS_CACHE`], so a flood of (unauthenticated) probes costs the
+    /// database one cheap query per interval, not one per probe.
+    async fn store_ready(&self, request_id: &str) -> bool {
+        let mut last = self.inner.readiness.lock().await;
+        if let Some((at, ready)) = *last {
+            if at.elapsed() < READINESS_CACHE {
+                return ready;
+            }
+        }
+        let check = tokio::time::timeout(READINESS_TIMEOUT, self.inner.store.ready());
+        let ready = match check.await {
+            Ok(Ok(())) => true,
+            // The cause is for the operator's log; the probe is public.
+            Ok(Err(err)) => {
+                tracing::warn!(request_id, error = %err, "readiness: the store is not ready");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    request_id,
+                    timeout = ?READINESS_TIMEOUT,
+                    "readiness: the store did not answer in time"
+                );
+                false
+            }
+        };
+        *last = Some((Instant::now(), ready));
+        ready
     }
 
     fn endpoint(&self, path: &str) -> Option<Arc<dyn Endpoint>> {
