@@ -29,6 +29,7 @@ use crate::{migrations, PostgresConfig, PostgresError};
 pub struct PostgresStore {
     pool: Pool,
     limits: StoreLimits,
+    gauges: crate::measure::PoolGauges,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -83,11 +84,12 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             limits: StoreLimits::default(),
+            gauges: Default::default(),
         })
     }
 
     async fn client(&self) -> Result<Object, VssError> {
-        crate::measure::pool(&self.pool.status());
+        self.gauges.record(&self.pool.status());
         self.pool
             .get()
             .await

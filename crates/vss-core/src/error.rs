@@ -61,15 +61,29 @@ impl VssError {
         VssError::Internal(cause.to_string())
     }
 
+    /// The names of the kinds of error, as [`VssError::kind`] gives them.
+    pub const KINDS: [&'static str; 5] = [
+        "no_such_key",
+        "conflict",
+        "invalid_request",
+        "auth",
+        "internal",
+    ];
+
     /// A short, fixed name of the error's kind, for metric labels and logs:
-    /// `no_such_key`, `conflict`, `invalid_request`, `auth` or `internal`.
+    /// one of [`VssError::KINDS`].
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// The position of [`VssError::kind`] in [`VssError::KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            VssError::NoSuchKey(_) => "no_such_key",
-            VssError::Conflict(_) => "conflict",
-            VssError::InvalidRequest(_) => "invalid_request",
-            VssError::Auth(_) => "auth",
-            VssError::Internal(_) => "internal",
+            VssError::NoSuchKey(_) => 0,
+            VssError::Conflict(_) => 1,
+            VssError::InvalidRequest(_) => 2,
+            VssError::Auth(_) => 3,
+            VssError::Internal(_) => 4,
         }
     }
 

@@ -14,9 +14,11 @@
 //! No label ever holds a user token, store id, key or value: the label values
 //! are the fixed names above.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use metrics::{Counter, Histogram};
 
 use crate::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
@@ -45,33 +47,76 @@ pub fn describe_metrics() {
 }
 
 /// `store`, with each call counted and timed (see the module documentation).
-#[derive(Debug, Clone, Default)]
+///
+/// Each series is registered with the recorder at its first use and its
+/// handle kept, so a call costs two atomic updates, not two registry lookups:
+/// install the recorder before the first call.
+#[derive(Clone, Default)]
 pub struct Metered<S> {
     inner: S,
+    series: Arc<[OperationSeries; 5]>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Metered<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metered")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The operations measured, in the order of [`Metered`]'s series.
+const OPERATIONS: [&str; 5] = [
+    Operation::GetObject.name(),
+    Operation::PutObjects.name(),
+    Operation::DeleteObject.name(),
+    Operation::ListKeyVersions.name(),
+    "ready",
+];
+/// One operation's series, registered at first use.
+#[derive(Default)]
+struct OperationSeries {
+    duration: OnceLock<Histogram>,
+    /// `ok`, then each of [`VssError::KINDS`].
+    outcomes: [OnceLock<Counter>; 1 + VssError::KINDS.len()],
 }
 
 impl<S> Metered<S> {
     /// Measures `inner`.
     pub fn new(inner: S) -> Self {
-        Metered { inner }
+        Metered {
+            inner,
+            series: Arc::default(),
+        }
     }
 
     /// The measured store.
     pub fn inner(&self) -> &S {
         &self.inner
     }
-}
 
-/// Records one call named `operation` that started at `started`.
-fn record<T>(operation: &'static str, started: Instant, result: &Result<T, VssError>) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(err) => err.kind(),
-    };
-    metrics::counter!(OPERATIONS_TOTAL, "operation" => operation, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(OPERATION_DURATION, "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+    /// Records one call of operation number `op` (in [`OPERATIONS`]) that
+    /// started at `started`.
+    fn record<T>(&self, op: usize, started: Instant, result: &Result<T, VssError>) {
+        let (index, outcome) = match result {
+            Ok(_) => (0, "ok"),
+            Err(err) => (1 + err.kind_index(), err.kind()),
+        };
+        let series = &self.series[op];
+        series.outcomes[index]
+            .get_or_init(|| {
+                metrics::counter!(
+                    OPERATIONS_TOTAL,
+                    "operation" => OPERATIONS[op],
+                    "outcome" => outcome
+                )
+            })
+            .increment(1);
+        series
+            .duration
+            .get_or_init(|| metrics::histogram!(OPERATION_DURATION, "operation" => OPERATIONS[op]))
+            .record(started.elapsed().as_secs_f64());
+    }
 }
 
 #[async_trait]
@@ -83,7 +128,7 @@ impl<S: KvStore> KvStore for Metered<S> {
     ) -> Result<GetObjectResponse, VssError> {
         let started = Instant::now();
         let result = self.inner.get(user, req).await;
-        record(Operation::GetObject.name(), started, &result);
+        self.record(0, started, &result);
         result
     }
 
@@ -94,7 +139,7 @@ impl<S: KvStore> KvStore for Metered<S> {
     ) -> Result<PutObjectResponse, VssError> {
         let started = Instant::now();
         let result = self.inner.put(user, req).await;
-        record(Operation::PutObjects.name(), started, &result);
+        self.record(1, started, &result);
         result
     }
 
@@ -105,7 +150,7 @@ impl<S: KvStore> KvStore for Metered<S> {
     ) -> Result<DeleteObjectResponse, VssError> {
         let started = Instant::now();
         let result = self.inner.delete(user, req).await;
-        record(Operation::DeleteObject.name(), started, &result);
+        self.record(2, started, &result);
         result
     }
 
@@ -116,7 +161,7 @@ impl<S: KvStore> KvStore for Metered<S> {
     ) -> Result<ListKeyVersionsResponse, VssError> {
         let started = Instant::now();
         let result = self.inner.list_key_versions(user, req).await;
-        record(Operation::ListKeyVersions.name(), started, &result);
+        self.record(3, started, &result);
         result
     }
 
@@ -127,7 +172,7 @@ impl<S: KvStore> KvStore for Metered<S> {
     async fn ready(&self) -> Result<(), VssError> {
         let started = Instant::now();
         let result = self.inner.ready().await;
-        record("ready", started, &result);
+        self.record(4, started, &result);
         result
     }
 

@@ -40,7 +40,7 @@ impl Operation {
     ];
 
     /// The path segment, which is also the name logs use.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Operation::GetObject => "getObject",
             Operation::PutObjects => "putObjects",

@@ -16,11 +16,13 @@
 //! path), `method_not_allowed`, `timeout` (the request timeout ran out) or
 //! `panic`. No label holds a user, store id, key or value.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-
+use metrics::{Counter, Gauge, Histogram};
+use vss_core::protocol::Operation;
 use vss_core::VssError;
 
 use crate::HttpError;
@@ -65,52 +67,151 @@ pub fn describe_metrics() {
     describe_counter!(PROBES_TOTAL, "Probe answers, by probe and status.");
 }
 
-/// Counts a request in flight until dropped.
-pub(crate) struct InFlight(&'static str);
+/// Outcomes the transport gives a request, besides `ok` and the error kinds.
+const TRANSPORT_OUTCOMES: [&str; 5] = [
+    "too_large",
+    "not_found",
+    "method_not_allowed",
+    "timeout",
+    "panic",
+];
 
-impl InFlight {
-    pub(crate) fn start(operation: &'static str) -> Self {
-        metrics::gauge!(REQUESTS_IN_FLIGHT, "operation" => operation).increment(1.0);
-        InFlight(operation)
+/// How a request ended, as the `outcome` label tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answered 200.
+    Ok,
+    /// A protocol error: its position in [`VssError::KINDS`].
+    Error(usize),
+    /// What the transport made of it: its position in [`TRANSPORT_OUTCOMES`].
+    Transport(usize),
+}
+
+impl Outcome {
+    pub(crate) const TIMEOUT: Outcome = Outcome::Transport(3);
+    pub(crate) const PANIC: Outcome = Outcome::Transport(4);
+
+    /// The outcome of an answered request.
+    pub(crate) fn of(result: &Result<Bytes, HttpError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(err) => match (err.status, &err.error) {
+                (StatusCode::PAYLOAD_TOO_LARGE, _) => Outcome::Transport(0),
+                // NO_SUCH_KEY is a 404 too; an unknown path is the invalid request one.
+                (StatusCode::NOT_FOUND, VssError::InvalidRequest(_)) => Outcome::Transport(1),
+                (StatusCode::METHOD_NOT_ALLOWED, _) => Outcome::Transport(2),
+                (_, error) => Outcome::Error(error.kind_index()),
+            },
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Error(i) => 1 + i,
+            Outcome::Transport(i) => 1 + VssError::KINDS.len() + i,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error(i) => VssError::KINDS[i],
+            Outcome::Transport(i) => TRANSPORT_OUTCOMES[i],
+        }
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!(REQUESTS_IN_FLIGHT, "operation" => self.0).decrement(1.0);
+/// The operations measured: the four calls, then `unknown`.
+const OPERATIONS: [&str; 5] = [
+    Operation::GetObject.name(),
+    Operation::PutObjects.name(),
+    Operation::DeleteObject.name(),
+    Operation::ListKeyVersions.name(),
+    "unknown",
+];
+
+/// The series of one service, each registered with the recorder at its
+/// first use and its handle kept: a request costs a few atomic updates, not
+/// a registry lookup per metric.
+#[derive(Default)]
+pub(crate) struct Series {
+    operations: [OperationSeries; OPERATIONS.len()],
+}
+
+#[derive(Default)]
+struct OperationSeries {
+    in_flight: OnceLock<Gauge>,
+    duration: OnceLock<Histogram>,
+    request_bytes: OnceLock<Histogram>,
+    response_bytes: OnceLock<Histogram>,
+    outcomes: [OnceLock<Counter>; 1 + VssError::KINDS.len() + TRANSPORT_OUTCOMES.len()],
+}
+
+/// The index of `operation` in [`OPERATIONS`].
+fn index_of(operation: Option<Operation>) -> usize {
+    match operation {
+        Some(Operation::GetObject) => 0,
+        Some(Operation::PutObjects) => 1,
+        Some(Operation::DeleteObject) => 2,
+        Some(Operation::ListKeyVersions) => 3,
+        None => 4,
     }
 }
 
-/// The `outcome` label of an answered request.
-pub(crate) fn outcome(result: &Result<Bytes, HttpError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(err) => match (err.status, &err.error) {
-            (StatusCode::PAYLOAD_TOO_LARGE, _) => "too_large",
-            (StatusCode::METHOD_NOT_ALLOWED, _) => "method_not_allowed",
-            // NO_SUCH_KEY is a 404 too; an unknown path is the invalid request one.
-            (StatusCode::NOT_FOUND, VssError::InvalidRequest(_)) => "not_found",
-            (_, error) => error.kind(),
-        },
+impl Series {
+    /// Counts a request of `operation` in flight until the guard is dropped.
+    pub(crate) fn in_flight(&self, operation: Option<Operation>) -> InFlight<'_> {
+        let op = index_of(operation);
+        let gauge = self.operations[op]
+            .in_flight
+            .get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT, "operation" => OPERATIONS[op]));
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+
+    /// Records an answered request.
+    pub(crate) fn request_done(
+        &self,
+        operation: Option<Operation>,
+        outcome: Outcome,
+        latency: Duration,
+        request_bytes: usize,
+        response_bytes: u64,
+    ) {
+        let op = index_of(operation);
+        let series = &self.operations[op];
+        let name = OPERATIONS[op];
+        series.outcomes[outcome.index()]
+            .get_or_init(|| {
+                metrics::counter!(REQUESTS_TOTAL, "operation" => name, "outcome" => outcome.label())
+            })
+            .increment(1);
+        histogram(&series.duration, REQUEST_DURATION, name).record(latency.as_secs_f64());
+        histogram(&series.request_bytes, REQUEST_BODY_BYTES, name).record(request_bytes as f64);
+        histogram(&series.response_bytes, RESPONSE_BODY_BYTES, name).record(response_bytes as f64);
     }
 }
 
-/// Records an answered request.
-pub(crate) fn request_done(
+/// The histogram `metric` of `operation`, registered at first use.
+fn histogram<'a>(
+    cell: &'a OnceLock<Histogram>,
+    metric: &'static str,
     operation: &'static str,
-    outcome: &'static str,
-    latency: Duration,
-    request_bytes: usize,
-    response_bytes: u64,
-) {
-    metrics::counter!(REQUESTS_TOTAL, "operation" => operation, "outcome" => outcome).increment(1);
-    metrics::histogram!(REQUEST_DURATION, "operation" => operation).record(latency.as_secs_f64());
-    metrics::histogram!(REQUEST_BODY_BYTES, "operation" => operation).record(request_bytes as f64);
-    metrics::histogram!(RESPONSE_BODY_BYTES, "operation" => operation)
-        .record(response_bytes as f64);
+) -> &'a Histogram {
+    cell.get_or_init(|| metrics::histogram!(metric, "operation" => operation))
 }
 
-/// Records a probe's answer.
+/// A request in flight, counted until dropped.
+pub(crate) struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Records a probe's answer (probes are rare: no handles kept).
 pub(crate) fn probe_done(probe: &'static str, status: u16) {
     let status = match status {
         200 => "200",

@@ -139,6 +139,8 @@ struct Inner {
     draining: Arc<AtomicBool>,
     /// The last readiness check: when, and whether the store answered.
     readiness: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
+    /// The request metrics' series.
+    series: Arc<m::Series>,
 }
 
 impl VssService {
@@ -157,6 +159,7 @@ impl VssService {
                 vss_calls: true,
                 draining: Arc::new(AtomicBool::new(false)),
                 readiness: Arc::new(tokio::sync::Mutex::new(None)),
+                series: Arc::default(),
             }),
         }
     }
@@ -274,7 +277,7 @@ impl VssService {
             operation = %operation_name,
         );
         async move {
-            let _in_flight = m::InFlight::start(operation_name);
+            let _in_flight = self.inner.series.in_flight(operation);
             let timeout = self.config().request_timeout();
             let mut request_bytes = 0;
             // A panic in a store or authorizer is a bug there; the client still gets
@@ -283,20 +286,20 @@ impl VssService {
                 AssertUnwindSafe(self.answer(operation, req, &mut request_bytes)).catch_unwind();
             let (result, outcome) = match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => {
-                    let outcome = m::outcome(&result);
+                    let outcome = m::Outcome::of(&result);
                     (result, outcome)
                 }
                 Ok(Err(_panic)) => (
                     Err(HttpError::from(VssError::internal(
                         "the request handler panicked",
                     ))),
-                    "panic",
+                    m::Outcome::PANIC,
                 ),
                 Err(_) => (
                     Err(HttpError::from(VssError::internal(format!(
                         "request not answered within {timeout:?}"
                     )))),
-                    "timeout",
+                    m::Outcome::TIMEOUT,
                 ),
             };
             let (response, error_code) = match result {
@@ -307,8 +310,8 @@ impl VssService {
                 }
             };
             let response_bytes = response.body().size_hint().exact().unwrap_or(0);
-            m::request_done(
-                operation_name,
+            self.inner.series.request_done(
+                operation,
                 outcome,
                 started.elapsed(),
                 request_bytes,
