@@ -6,90 +6,14 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::*;
-use tokio::sync::{oneshot, Notify};
 use vss_conformance::HttpStore;
 use vss_core::proto::*;
-use vss_core::{KvStore, MemoryStore, UserToken, VssError};
+use vss_core::{KvStore, UserToken, VssError};
 use vss_server::BackendConfig;
-
-/// A MemoryStore whose puts wait until released, recording what happened in order.
-struct HeldStore {
-    inner: MemoryStore,
-    entered: Mutex<Option<oneshot::Sender<()>>>,
-    release: Notify,
-    events: Mutex<Vec<&'static str>>,
-}
-
-impl HeldStore {
-    fn new() -> (Arc<Self>, oneshot::Receiver<()>) {
-        let (entered, entered_rx) = oneshot::channel();
-        let store = Arc::new(HeldStore {
-            inner: MemoryStore::new(),
-            entered: Mutex::new(Some(entered)),
-            release: Notify::new(),
-            events: Mutex::new(Vec::new()),
-        });
-        (store, entered_rx)
-    }
-
-    fn event(&self, what: &'static str) {
-        self.events.lock().unwrap().push(what);
-    }
-
-    fn events(&self) -> Vec<&'static str> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl KvStore for HeldStore {
-    async fn get(
-        &self,
-        user: &UserToken,
-        req: GetObjectRequest,
-    ) -> Result<GetObjectResponse, VssError> {
-        self.inner.get(user, req).await
-    }
-    async fn put(
-        &self,
-        user: &UserToken,
-        req: PutObjectRequest,
-    ) -> Result<PutObjectResponse, VssError> {
-        self.event("put started");
-        let released = self.release.notified();
-        if let Some(entered) = self.entered.lock().unwrap().take() {
-            let _ = entered.send(());
-        }
-        released.await;
-        let result = self.inner.put(user, req).await;
-        self.event("put finished");
-        result
-    }
-    async fn delete(
-        &self,
-        user: &UserToken,
-        req: DeleteObjectRequest,
-    ) -> Result<DeleteObjectResponse, VssError> {
-        self.inner.delete(user, req).await
-    }
-    async fn list_key_versions(
-        &self,
-        user: &UserToken,
-        req: ListKeyVersionsRequest,
-    ) -> Result<ListKeyVersionsResponse, VssError> {
-        self.inner.list_key_versions(user, req).await
-    }
-    async fn close(&self) -> Result<(), VssError> {
-        self.event("closed");
-        Ok(())
-    }
-}
 
 fn put_request() -> PutObjectRequest {
     PutObjectRequest {

@@ -481,64 +481,20 @@ async fn every_answer_carries_the_request_id_kept_or_made_up() {
     server.stop().await;
 }
 
-/// A store that answers gets only after `delay`: a database that hangs.
-struct Hanging {
-    inner: vss_core::MemoryStore,
-    delay: Duration,
-}
-
-#[async_trait::async_trait]
-impl KvStore for Hanging {
-    async fn get(
-        &self,
-        user: &UserToken,
-        req: CoreGet,
-    ) -> Result<vss_core::proto::GetObjectResponse, vss_core::VssError> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get(user, req).await
-    }
-    async fn put(
-        &self,
-        user: &UserToken,
-        req: vss_core::proto::PutObjectRequest,
-    ) -> Result<vss_core::proto::PutObjectResponse, vss_core::VssError> {
-        self.inner.put(user, req).await
-    }
-    async fn delete(
-        &self,
-        user: &UserToken,
-        req: vss_core::proto::DeleteObjectRequest,
-    ) -> Result<vss_core::proto::DeleteObjectResponse, vss_core::VssError> {
-        self.inner.delete(user, req).await
-    }
-    async fn list_key_versions(
-        &self,
-        user: &UserToken,
-        req: vss_core::proto::ListKeyVersionsRequest,
-    ) -> Result<vss_core::proto::ListKeyVersionsResponse, vss_core::VssError> {
-        self.inner.list_key_versions(user, req).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_its_timeout_is_counted_as_timeout() {
     let config = Config {
         http: vss_http::HttpConfig::default().with_request_timeout(Duration::from_millis(200)),
         ..config(vss_server::BackendConfig::Memory)
     };
-    let store = Arc::new(Hanging {
-        inner: vss_core::MemoryStore::new(),
-        delay: Duration::from_secs(30),
-    });
-    let server = start_with_store(config, store).await;
+    // A database that hangs: the put waits until released.
+    let (store, _entered) = HeldStore::new();
+    let server = start_with_store(config, store.clone()).await;
     let err = HttpStore::new(&server.url)
         .unwrap()
-        .get(
+        .put(
             &UserToken::new("any").unwrap(),
-            CoreGet {
-                store_id: "s".into(),
-                key: "k".into(),
-            },
+            vss_core::proto::PutObjectRequest::default(),
         )
         .await
         .unwrap_err();
@@ -548,10 +504,11 @@ async fn a_request_past_its_timeout_is_counted_as_timeout() {
         value(
             &samples,
             "vss_http_requests_total",
-            &[("operation", "getObject"), ("outcome", "timeout")]
+            &[("operation", "putObjects"), ("outcome", "timeout")]
         ),
         Some(1.0)
     );
+    store.release.notify_one();
     server.stop().await;
 }
 
@@ -638,6 +595,19 @@ async fn session(client: &VssClient<ClientPolicy>, secret: &str) {
         .unwrap();
 }
 
+/// Asserts that a getObject carrying the credential `authorization` is refused (401).
+async fn assert_refused(addr: std::net::SocketAddr, authorization: &str) {
+    let refused = plain_request(
+        addr,
+        "POST",
+        "/vss/getObject",
+        &[("Authorization", authorization)],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+}
+
 /// Asserts that `text` holds none of `secrets`, no JWT (`eyJ...`: base64 of
 /// `{"`), and no run of 64 or more hex digits (public keys, signatures,
 /// LNURL-auth challenges).
@@ -682,15 +652,7 @@ async fn no_user_store_key_value_or_credential_reaches_logs_or_metrics() {
         |url, addr| async move {
             session(&jwt_client(&url, &format!("user-{secret}")), secret).await;
             let forged = format!("Bearer {}x", token(&format!("user-{secret}")));
-            let refused = plain_request(
-                addr,
-                "POST",
-                "/vss/getObject",
-                &[("Authorization", &forged)],
-                b"",
-            )
-            .await;
-            assert_eq!(refused.status, 401);
+            assert_refused(addr, &forged).await;
         },
     )
     .await;
@@ -716,15 +678,7 @@ async fn no_user_store_key_value_or_credential_reaches_logs_or_metrics() {
         );
         session(&signer, secret).await;
         let forged = format!("02{}{}1700000000", "ab".repeat(32), "cd".repeat(64));
-        let refused = plain_request(
-            addr,
-            "POST",
-            "/vss/getObject",
-            &[("Authorization", &forged)],
-            b"",
-        )
-        .await;
-        assert_eq!(refused.status, 401);
+        assert_refused(addr, &forged).await;
     })
     .await;
     assert!(

@@ -2,11 +2,15 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
-use vss_core::KvStore;
+use vss_core::proto::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
+    ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
+};
+use vss_core::{KvStore, MemoryStore, UserToken, VssError};
 use vss_http::ServeOutcome;
 use vss_server::{BackendConfig, Config, Server, ServerError};
 
@@ -228,5 +232,78 @@ where
             "{what} did not happen within {limit:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A MemoryStore whose puts wait until released, recording what happened in order.
+pub struct HeldStore {
+    pub inner: MemoryStore,
+    entered: Mutex<Option<oneshot::Sender<()>>>,
+    pub release: Notify,
+    events: Mutex<Vec<&'static str>>,
+}
+
+impl HeldStore {
+    pub fn new() -> (Arc<Self>, oneshot::Receiver<()>) {
+        let (entered, entered_rx) = oneshot::channel();
+        let store = Arc::new(HeldStore {
+            inner: MemoryStore::new(),
+            entered: Mutex::new(Some(entered)),
+            release: Notify::new(),
+            events: Mutex::new(Vec::new()),
+        });
+        (store, entered_rx)
+    }
+
+    pub fn event(&self, what: &'static str) {
+        self.events.lock().unwrap().push(what);
+    }
+
+    pub fn events(&self) -> Vec<&'static str> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for HeldStore {
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        self.inner.get(user, req).await
+    }
+    async fn put(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+    ) -> Result<PutObjectResponse, VssError> {
+        self.event("put started");
+        let released = self.release.notified();
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            let _ = entered.send(());
+        }
+        released.await;
+        let result = self.inner.put(user, req).await;
+        self.event("put finished");
+        result
+    }
+    async fn delete(
+        &self,
+        user: &UserToken,
+        req: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        self.inner.delete(user, req).await
+    }
+    async fn list_key_versions(
+        &self,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        self.inner.list_key_versions(user, req).await
+    }
+    async fn close(&self) -> Result<(), VssError> {
+        self.event("closed");
+        Ok(())
     }
 }
