@@ -608,6 +608,12 @@ async fn assert_refused(addr: std::net::SocketAddr, authorization: &str) {
     assert_eq!(refused.status, 401);
 }
 
+/// Asserts that neither the log nor the metrics hold `secret` or a credential.
+fn assert_no_secrets(log: &str, metrics: &str, secret: &str) {
+    assert_holds_no_secrets("the log", log, &[secret]);
+    assert_holds_no_secrets("/metrics", metrics, &[secret]);
+}
+
 /// Asserts that `text` holds none of `secrets`, no JWT (`eyJ...`: base64 of
 /// `{"`), and no run of 64 or more hex digits (public keys, signatures,
 /// LNURL-auth challenges).
@@ -661,9 +667,7 @@ async fn no_user_store_key_value_or_credential_reaches_logs_or_metrics() {
         "JSON lines carry the request id:\n{log}"
     );
     assert!(log.contains("\"error_code\":\"no_such_key\""), "{log}");
-    for text in [("the log", &log), ("/metrics", &metrics)] {
-        assert_holds_no_secrets(text.0, text.1, &[secret]);
-    }
+    assert_no_secrets(&log, &metrics, secret);
 
     // Signature auth, in text logs; a signature that does not verify is refused.
     let secret = "sigssecret9";
@@ -685,9 +689,7 @@ async fn no_user_store_key_value_or_credential_reaches_logs_or_metrics() {
         log.contains("request_id="),
         "text lines carry the request id:\n{log}"
     );
-    for text in [("the log", &log), ("/metrics", &metrics)] {
-        assert_holds_no_secrets(text.0, text.1, &[secret]);
-    }
+    assert_no_secrets(&log, &metrics, secret);
     assert!(
         metrics.contains("vss_auth_failures_total{method=\"sigs\"} 1"),
         "{metrics}"
@@ -718,7 +720,5 @@ async fn no_user_store_key_value_or_credential_reaches_logs_or_metrics() {
         },
     )
     .await;
-    for text in [("the log", &log), ("/metrics", &metrics)] {
-        assert_holds_no_secrets(text.0, text.1, &[secret]);
-    }
+    assert_no_secrets(&log, &metrics, secret);
 }
