@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
-use vss_http::HttpConfig;
+use vss_http::{HttpConfig, ServeOptions};
 
 pub mod auth;
 
@@ -107,6 +107,34 @@ pub struct ServerSettings {
           env = "VSS_SHUTDOWN_DRAIN_SECS", value_name = "SECS", default_value = "0",
           value_parser = parse::secs)]
     pub shutdown_drain: Duration,
+
+    /// Most connections open at once; more are closed as soon as accepted [default: the open-files limit less a tenth]
+    #[arg(id = "server_config.max_connections", long = "max-connections",
+          env = "VSS_MAX_CONNECTIONS", value_name = "COUNT", value_parser = parse::positive_count)]
+    pub max_connections: Option<usize>,
+
+    /// Most connections open at once from one IP address; 0: no limit (behind a balancer, all come from it) [default: a quarter of max_connections]
+    #[arg(id = "server_config.max_connections_per_ip", long = "max-connections-per-ip",
+          env = "VSS_MAX_CONNECTIONS_PER_IP", value_name = "COUNT", value_parser = parse::count)]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Seconds a new connection has to send its first bytes before it is closed
+    #[arg(id = "server_config.first_bytes_timeout_secs", long = "first-bytes-timeout-secs",
+          env = "VSS_FIRST_BYTES_TIMEOUT_SECS", value_name = "SECS", default_value = "10",
+          value_parser = parse::positive_secs)]
+    pub first_bytes_timeout: Duration,
+
+    /// Seconds a connection may have no request in flight before it is closed (HTTP/1.1 and HTTP/2)
+    #[arg(id = "server_config.idle_timeout_secs", long = "idle-timeout-secs",
+          env = "VSS_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value = "120",
+          value_parser = parse::positive_secs)]
+    pub idle_timeout: Duration,
+
+    /// HTTP/2: most requests in flight on one connection
+    #[arg(id = "server_config.http2_max_concurrent_streams", long = "http2-max-concurrent-streams",
+          env = "VSS_HTTP2_MAX_CONCURRENT_STREAMS", value_name = "COUNT", default_value = "64",
+          value_parser = parse::positive_u32)]
+    pub http2_max_concurrent_streams: u32,
 
     /// Serve Prometheus metrics on /metrics
     #[arg(id = "server_config.metrics", long = "metrics", env = "VSS_METRICS",
@@ -229,6 +257,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long to serve on at shutdown with readiness answering 503.
     pub shutdown_drain: Duration,
+    /// Limits on connections: how many, per IP, their first-bytes deadline,
+    /// idle timeout and HTTP/2 streams (the grace and drain fields of the
+    /// options are taken from `shutdown_grace` and `shutdown_drain`).
+    pub connections: ServeOptions,
     /// Whether `/metrics` is served.
     pub metrics: bool,
     /// Where `/metrics` and the probes are served when not on the main address.
@@ -259,6 +291,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             shutdown_drain: Duration::ZERO,
+            connections: ServeOptions::default(),
             metrics: true,
             metrics_bind_address: None,
             backend: BackendConfig::default_for_build(),
@@ -311,12 +344,25 @@ impl Config {
             .with_max_body_size(server.max_request_body_size)
             .with_request_timeout(server.request_timeout);
         let backend_name = choice.inferred.unwrap_or(server.backend);
+        let max_connections = server
+            .max_connections
+            .unwrap_or_else(vss_http::default_max_connections);
         let (auth, auth_why) = auth::load(cli.auth, &origins, configured)?;
         Ok(Config {
             bind_address: server.bind_address,
             http,
             shutdown_grace: server.shutdown_grace,
             shutdown_drain: server.shutdown_drain,
+            connections: ServeOptions {
+                max_connections,
+                max_connections_per_ip: server
+                    .max_connections_per_ip
+                    .unwrap_or(max_connections / 4),
+                first_bytes_timeout: server.first_bytes_timeout,
+                idle_timeout: server.idle_timeout,
+                http2_max_concurrent_streams: server.http2_max_concurrent_streams,
+                ..ServeOptions::default()
+            },
             metrics: server.metrics,
             metrics_bind_address: server.metrics_bind_address,
             backend: BackendConfig::from_settings(backend_name, cli.backends, &origins)?,

@@ -171,7 +171,7 @@ impl Server {
         let options = ServeOptions {
             shutdown_grace: config.shutdown_grace,
             drain_delay: config.shutdown_drain,
-            ..ServeOptions::default()
+            ..config.connections.clone()
         };
         Ok(Server {
             listener,

@@ -565,6 +565,16 @@ pub mod parse {
         usize::try_from(positive(s)?).map_err(|_| "too large for this machine".to_string())
     }
 
+    /// A count, 0 allowed, that fits this machine.
+    pub fn count(s: &str) -> Result<usize, String> {
+        usize::try_from(whole_number(s)?).map_err(|_| "too large for this machine".to_string())
+    }
+
+    /// A whole number from 1 to 2^32 - 1.
+    pub fn positive_u32(s: &str) -> Result<u32, String> {
+        u32::try_from(positive(s)?).map_err(|_| "must be below 4294967296".to_string())
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), any case.
     pub fn boolean(s: &str) -> Result<bool, String> {
         match s.trim().to_ascii_lowercase().as_str() {

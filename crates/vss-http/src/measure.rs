@@ -9,6 +9,9 @@
 //! | `vss_http_request_body_bytes` | histogram | `operation` |
 //! | `vss_http_response_body_bytes` | histogram | `operation` |
 //! | `vss_http_probes_total` | counter | `probe` (`liveness`, `readiness`), `status` |
+//! | `vss_http_connections_open` | gauge | |
+//! | `vss_http_connections_refused_total` | counter | `limit` (`max_connections`, `max_connections_per_ip`) |
+//! | `vss_http_connections_closed_total` | counter | `reason` (`first_bytes_timeout`, `idle_timeout`) |
 //!
 //! `outcome` is `ok`, an error kind ([`vss_core::VssError::kind`]: `conflict`,
 //! `no_such_key`, `invalid_request`, `auth`, `internal`), or what the
@@ -39,6 +42,12 @@ pub const REQUEST_BODY_BYTES: &str = "vss_http_request_body_bytes";
 pub const RESPONSE_BODY_BYTES: &str = "vss_http_response_body_bytes";
 /// Probe answers by probe and status.
 pub const PROBES_TOTAL: &str = "vss_http_probes_total";
+/// Connections open now.
+pub const CONNECTIONS_OPEN: &str = "vss_http_connections_open";
+/// Connections closed as soon as accepted, by the limit they were over.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "vss_http_connections_refused_total";
+/// Connections the server closed, by reason (first_bytes_timeout, idle_timeout).
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "vss_http_connections_closed_total";
 
 /// Registers the help texts and units of the metrics of this crate with the
 /// recorder installed now.
@@ -65,6 +74,42 @@ pub fn describe_metrics() {
         "Response body sizes, by operation."
     );
     describe_counter!(PROBES_TOTAL, "Probe answers, by probe and status.");
+    describe_gauge!(CONNECTIONS_OPEN, "Client connections open now.");
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Connections closed as soon as accepted, by the limit they were over (max_connections, max_connections_per_ip)."
+    );
+    describe_counter!(
+        CONNECTIONS_CLOSED_TOTAL,
+        "Connections the server closed, by reason (first_bytes_timeout, idle_timeout)."
+    );
+}
+
+/// An open connection, counted until dropped.
+pub(crate) struct ConnectionOpen(Gauge);
+
+impl ConnectionOpen {
+    pub(crate) fn start() -> Self {
+        let gauge = metrics::gauge!(CONNECTIONS_OPEN);
+        gauge.increment(1.0);
+        ConnectionOpen(gauge)
+    }
+}
+
+impl Drop for ConnectionOpen {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// A connection closed as soon as accepted: it was over `limit`.
+pub(crate) fn connection_refused(limit: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "limit" => limit).increment(1);
+}
+
+/// A connection the server closed, for `reason`.
+pub(crate) fn connection_closed(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_CLOSED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// Outcomes the transport gives a request, besides `ok` and the error kinds.
