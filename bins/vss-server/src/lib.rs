@@ -246,9 +246,25 @@ impl Server {
     }
 }
 
+/// The listen backlog asked for: connections the kernel holds until they
+/// are accepted (it caps this at `net.core.somaxconn`). Larger than tokio's
+/// 1024, so that a burst of connections does not make others' handshakes
+/// wait for a retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds `address`; on failure closes the store it would have served.
 async fn bind(address: SocketAddr, store: &Arc<dyn KvStore>) -> Result<TcpListener, ServerError> {
-    match TcpListener::bind(address).await {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As std's bind does: a restarted server may bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    match listen() {
         Ok(listener) => Ok(listener),
         Err(source) => {
             close_store(store).await.ok();
