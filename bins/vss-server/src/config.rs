@@ -357,7 +357,7 @@ impl Config {
                 max_connections,
                 max_connections_per_ip: server
                     .max_connections_per_ip
-                    .unwrap_or(max_connections / 4),
+                    .unwrap_or_else(|| vss_http::default_max_connections_per_ip(max_connections)),
                 first_bytes_timeout: server.first_bytes_timeout,
                 idle_timeout: server.idle_timeout,
                 http2_max_concurrent_streams: server.http2_max_concurrent_streams,

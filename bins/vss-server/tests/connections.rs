@@ -79,6 +79,13 @@ async fn metrics(addr: SocketAddr) -> String {
     }
 }
 
+/// Asserts that the server closed `stream` at once, without a word (over a cap).
+async fn assert_closed_at_once(stream: &mut TcpStream) {
+    let (read, after) = until_closed(stream).await;
+    assert!(read.is_empty());
+    assert!(after < Duration::from_secs(5), "refused after {after:?}");
+}
+
 fn counter(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
@@ -183,10 +190,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_places_come_back() {
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
     // The fourth is closed at once, not left waiting for a place.
-    let mut over = TcpStream::connect(server.addr).await.unwrap();
-    let (read, after) = until_closed(&mut over).await;
-    assert!(read.is_empty());
-    assert!(after < Duration::from_secs(5), "refused after {after:?}");
+    assert_closed_at_once(&mut TcpStream::connect(server.addr).await.unwrap()).await;
     // A place comes back when a connection closes.
     held.pop();
     poll_until("a place after a close", GUARD, || async {
@@ -220,10 +224,7 @@ async fn one_address_cannot_take_every_place() {
     .await;
     let _a = connect_from([127, 0, 0, 2], server.addr).await;
     let _b = connect_from([127, 0, 0, 2], server.addr).await;
-    let mut third = connect_from([127, 0, 0, 2], server.addr).await;
-    let (read, after) = until_closed(&mut third).await;
-    assert!(read.is_empty());
-    assert!(after < Duration::from_secs(5), "refused after {after:?}");
+    assert_closed_at_once(&mut connect_from([127, 0, 0, 2], server.addr).await).await;
     // Another address is still served.
     assert!(answered_from([127, 0, 0, 1], server.addr).await);
     let metrics = metrics(server.addr).await;

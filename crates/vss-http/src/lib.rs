@@ -59,7 +59,9 @@ pub use auth::{bearer_token, Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
 pub use endpoint::Endpoint;
 pub use response::{error_response, protobuf_response, HttpError};
-pub use serve::{default_max_connections, serve, ServeOptions, ServeOutcome};
+pub use serve::{
+    default_max_connections, default_max_connections_per_ip, serve, ServeOptions, ServeOutcome,
+};
 pub use service::{
     request_id, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_CACHE, READINESS_PATHS,

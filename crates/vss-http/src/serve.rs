@@ -35,8 +35,8 @@ pub struct ServeOptions {
     /// as it is accepted (never left waiting). See [`default_max_connections`].
     pub max_connections: usize,
     /// Most connections open at once from one IP address; 0: no limit. The
-    /// default is a quarter of [`default_max_connections`], so one host cannot
-    /// take every place; behind a load balancer every connection comes from
+    /// default is [`default_max_connections_per_ip`] of the cap, so one host
+    /// cannot take every place; behind a load balancer every connection comes from
     /// the balancer, which then needs a place for each of its connections.
     pub max_connections_per_ip: usize,
     /// The time a new connection has to send its first bytes; a connection
@@ -55,12 +55,13 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
+        let max_connections = default_max_connections();
         ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
-            max_connections: default_max_connections(),
-            max_connections_per_ip: default_max_connections() / 4,
+            max_connections,
+            max_connections_per_ip: default_max_connections_per_ip(max_connections),
             first_bytes_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             http2_max_concurrent_streams: 64,
@@ -90,6 +91,12 @@ pub fn default_max_connections() -> usize {
         })
         .unwrap_or(1024);
     limit.saturating_sub((limit / 10).max(64)).max(16)
+}
+
+/// The default of [`ServeOptions::max_connections_per_ip`] for a cap of
+/// `max_connections`: a quarter of it, so one host cannot take every place.
+pub fn default_max_connections_per_ip(max_connections: usize) -> usize {
+    max_connections / 4
 }
 
 /// How a [`serve`] run ended.
