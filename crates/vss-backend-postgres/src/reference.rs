@@ -33,6 +33,7 @@
 //! unauthenticated builds, `unauth-user`, which becomes this server's
 //! unauthenticated user (and back on export).
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, IsolationLevel, Transaction};
 use vss_core::validate::GLOBAL_VERSION_KEY;
 
@@ -497,49 +498,43 @@ pub async fn export_reference(
         let user = "CASE WHEN user_token = convert_to($1, 'UTF8') THEN $2 \
                     ELSE convert_from(user_token, 'UTF8') END";
         let columns = "user_token, store_id, key, value, version, created_at, last_updated_at";
+        // With a sequence to follow, the base is the last parameter of each statement.
         let (order_into, order_of_keys, order_of_versions) = match serial {
             Some(_) => (
                 ", sort_order",
                 ", $3::bigint + row_number() OVER (ORDER BY sequence)",
-                ", $3::bigint + (SELECT count(*) FROM vss_objects) \
+                ", $4::bigint + (SELECT count(*) FROM vss_objects) \
                  + row_number() OVER (ORDER BY user_token, store_id)",
             ),
-            // No order to keep: `$3` is only there to keep the parameters alike.
             None => ("", "", ""),
         };
-        let filter = if serial.is_some() {
-            ""
-        } else {
-            " WHERE $3::bigint IS NOT NULL"
-        };
+        let mut key_params: Vec<&(dyn ToSql + Sync)> =
+            vec![&unauthenticated_user, &REFERENCE_UNAUTHENTICATED_USER];
+        let mut version_params = key_params.clone();
+        version_params.push(&GLOBAL_VERSION_KEY);
+        if serial.is_some() {
+            key_params.push(&base);
+            version_params.push(&base);
+        }
         tx.batch_execute("TRUNCATE vss_db").await?;
         let keys = tx
             .execute(
                 &format!(
                     "INSERT INTO vss_db ({columns}{order_into}) \
                      SELECT {user}, convert_from(store_id, 'UTF8'), convert_from(key, 'UTF8'), \
-                     value, version, now(), now(){order_of_keys} FROM vss_objects{filter}"
+                     value, version, now(), now(){order_of_keys} FROM vss_objects"
                 ),
-                &[
-                    &unauthenticated_user,
-                    &REFERENCE_UNAUTHENTICATED_USER,
-                    &base,
-                ],
+                &key_params,
             )
             .await?;
         let global_versions = tx
             .execute(
                 &format!(
                     "INSERT INTO vss_db ({columns}{order_into}) \
-                     SELECT {user}, convert_from(store_id, 'UTF8'), $4, '\\x'::bytea, \
-                     global_version, now(), now(){order_of_versions} FROM vss_stores{filter}"
+                     SELECT {user}, convert_from(store_id, 'UTF8'), $3, '\\x'::bytea, \
+                     global_version, now(), now(){order_of_versions} FROM vss_stores"
                 ),
-                &[
-                    &unauthenticated_user,
-                    &REFERENCE_UNAUTHENTICATED_USER,
-                    &base,
-                    &GLOBAL_VERSION_KEY,
-                ],
+                &version_params,
             )
             .await?;
         if let Some(seq) = &serial {
