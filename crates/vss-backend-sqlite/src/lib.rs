@@ -73,6 +73,12 @@
 //!   Creating a key gives it the store's next sequence; updates and overwrites
 //!   keep it; a delete and re-create gives a new one, so the key lists first.
 //!
+//! - `vss_usage (user_token) -> bytes, keys`: what each user stores, for
+//!   quotas (see [`vss_core::quota`]). Migration 2 counts the data already
+//!   stored, once, inside its transaction; every write then keeps it exact in
+//!   the same transaction (the writer reads it, judges the put's quota, and
+//!   writes it back; `deleteObject` subtracts what it deleted).
+//!
 //! Every query is scoped by `user_token`: one user can never see another's rows.
 //! Key prefixes of listings are matched as literal bytes (a `substr` of the key
 //! as a BLOB, never `LIKE`).
@@ -84,9 +90,11 @@
 //!   [`SqliteConfig::busy_timeout`] and then fail with INTERNAL.
 //! - Items per put, page sizes: [`SqliteConfig::limits`] (the protocol's by
 //!   default: 1000 items per put, pages of at most 100 keys).
-//! - Values: up to SQLite's default maximum of 1,000,000,000 bytes per value;
-//!   the HTTP layer's body limit is the real bound. A whole store's data must
-//!   fit on one disk.
+//! - Values: up to SQLite's maximum length of a row (`SQLITE_LIMIT_LENGTH`,
+//!   1,000,000,000 bytes in the bundled build) less 4 KiB for the row's other
+//!   columns; [`StoreLimits::max_value_size`] says it, and bigger values are
+//!   refused with TOO_LARGE (HTTP 413) before anything is written. A whole
+//!   store's data must fit on one disk.
 //! - A listing with a key prefix walks the store's keys newest first until
 //!   the page is full, so its cost grows with the keys it skips.
 //! - A write request that is cancelled by its caller after it was queued may
@@ -114,7 +122,7 @@ use vss_core::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, GetTarget};
-use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+use vss_core::{KvStore, Quota, StoreLimits, UserToken, VssError};
 
 pub use config::{SqliteConfig, Synchronous};
 pub use error::SqliteError;
@@ -179,6 +187,14 @@ impl SqliteStore {
         }
 
         let conn = open_writer(&config)?;
+        let limits = StoreLimits {
+            max_value_size: config
+                .limits
+                .max_value_size
+                .min(writer::largest_value(&conn).map_err(open_error(&path))?),
+            enforces_quotas: true,
+            ..config.limits
+        };
         let read_connections = config.read_connections;
         let readers = (0..read_connections)
             .map(|_| open_reader(&config))
@@ -206,7 +222,7 @@ impl SqliteStore {
         );
         Ok(SqliteStore {
             path,
-            limits: config.limits,
+            limits,
             writes,
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: RwLock::new(Some(readers)),
@@ -326,8 +342,18 @@ impl KvStore for SqliteStore {
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
+        self.put_with_quota(user, req, Quota::UNLIMITED).await
+    }
+
+    /// The quota is judged by the writer, inside the request's savepoint.
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
         let plan = validate::put(req, &self.limits)?;
-        self.write(user, WriteOp::Put(plan)).await?;
+        self.write(user, WriteOp::Put(plan, quota)).await?;
         Ok(PutObjectResponse {})
     }
 

@@ -47,6 +47,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX vss_records_by_sequence
         ON vss_records (user_token, store_id, sequence DESC);
     "#,
+    // Version 2.
+    //
+    // vss_usage: what each user stores, for quotas: keys, and bytes of keys
+    // plus values (the key's UTF-8 bytes). Counted here once for the data
+    // already stored, in the migration's transaction; from then on every
+    // write keeps it exact in the same transaction.
+    r#"
+    CREATE TABLE vss_usage (
+        user_token TEXT    NOT NULL PRIMARY KEY,
+        bytes      INTEGER NOT NULL,
+        keys       INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+
+    INSERT INTO vss_usage (user_token, bytes, keys)
+        SELECT user_token, sum(length(CAST(key AS BLOB)) + length(value)), count(*)
+        FROM vss_records GROUP BY user_token;
+    "#,
 ];
 
 /// The schema version this binary writes and understands.
@@ -114,4 +131,36 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), SqliteEr
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(failed(from))?;
     tx.commit().map_err(failed(from))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn migration_2_counts_the_usage_of_data_already_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO vss_records VALUES ('alice', 's', 'a', 1, x'0102', 1);
+             INSERT INTO vss_records VALUES ('alice', 't', 'é', 3, x'', 1);
+             INSERT INTO vss_records VALUES ('bob', 's', 'key', 1, zeroblob(1000), 1);",
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let usage = |user: &str| {
+            conn.query_row(
+                "SELECT bytes, keys FROM vss_usage WHERE user_token = ?1",
+                [user],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .unwrap()
+        };
+        // `a` + 2 bytes, `é` (2 bytes in UTF-8) + 0 bytes.
+        assert_eq!(usage("alice"), (5, 2));
+        assert_eq!(usage("bob"), (1003, 1));
+    }
 }

@@ -8,16 +8,18 @@
 //! `synchronous=FULL`, synced). Under load many requests share one commit and
 //! one sync, which is why durable throughput grows with concurrency.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use vss_core::validate::{DeletePlan, PutPlan};
-use vss_core::{UserToken, VssError};
+use vss_core::{Quota, Usage, UserToken, VssError};
 
 /// A change the writer applies.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    /// A `putObjects`: all or nothing.
-    Put(PutPlan),
+    /// A `putObjects`, judged by a quota: all or nothing.
+    Put(PutPlan, Quota),
     /// A `deleteObject`: idempotent.
     Delete(DeletePlan),
 }
@@ -161,7 +163,7 @@ fn run_transaction(
     for request in batch {
         exec(conn, "SAVEPOINT request")?;
         let outcome = match &request.op {
-            WriteOp::Put(plan) => apply_put(conn, &request.user, plan),
+            WriteOp::Put(plan, quota) => apply_put(conn, &request.user, plan, *quota),
             WriteOp::Delete(plan) => apply_delete(conn, &request.user, plan),
         };
         match outcome {
@@ -192,22 +194,80 @@ fn run_transaction(
     exec(conn, "COMMIT")
 }
 
-fn current_version(
+/// A stored key's version and value length.
+fn current(
     conn: &Connection,
     user: &UserToken,
     store_id: &str,
     key: &str,
-) -> rusqlite::Result<Option<i64>> {
+) -> rusqlite::Result<Option<(i64, usize)>> {
     conn.prepare_cached(
-        "SELECT version FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+        "SELECT version, length(value) FROM vss_records
+         WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
     )?
-    .query_row(params![user.as_str(), store_id, key], |row| row.get(0))
+    .query_row(params![user.as_str(), store_id, key], |row| {
+        Ok((row.get(0)?, count(row.get(1)?) as usize))
+    })
     .optional()
 }
 
+/// Room in a row for everything but the value: the user token, store id and
+/// key (at most 840 bytes together), two integers and the record header.
+const ROW_HEADROOM: usize = 4096;
+
+/// The largest value a row of this connection can hold: SQLite's maximum
+/// length of a string, BLOB or row (`SQLITE_LIMIT_LENGTH`), less the room of
+/// the row's other columns.
+pub(crate) fn largest_value(conn: &Connection) -> rusqlite::Result<usize> {
+    let limit = conn.limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH)?;
+    Ok(usize::try_from(limit)
+        .unwrap_or(0)
+        .saturating_sub(ROW_HEADROOM))
+}
+
+/// A count or length as SQLite stores it (a signed 64-bit integer), back.
+fn count(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// A count or length as SQLite stores it: a signed 64-bit integer.
+fn stored(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// A user's usage as stored (nothing stored: zero).
+pub(crate) fn usage(conn: &Connection, user: &str) -> rusqlite::Result<Usage> {
+    let stored = conn
+        .prepare_cached("SELECT bytes, keys FROM vss_usage WHERE user_token = ?1")?
+        .query_row(params![user], |row| {
+            Ok(Usage {
+                bytes: count(row.get(0)?),
+                keys: count(row.get(1)?),
+            })
+        })
+        .optional()?;
+    Ok(stored.unwrap_or_default())
+}
+
+fn set_usage(conn: &Connection, user: &str, usage: Usage) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO vss_usage (user_token, bytes, keys) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_token) DO UPDATE SET bytes = excluded.bytes, keys = excluded.keys",
+    )?
+    .execute(params![user, stored(usage.bytes), stored(usage.keys)])?;
+    Ok(())
+}
+
 /// Checks every condition of the plan, then applies all of it.
-fn apply_put(conn: &Connection, user: &UserToken, plan: &PutPlan) -> Result<(), Refusal> {
+fn apply_put(
+    conn: &Connection,
+    user: &UserToken,
+    plan: &PutPlan,
+    quota: Quota,
+) -> Result<(), Refusal> {
     let (u, s) = (user.as_str(), plan.store_id.as_str());
+    // Value lengths of the keys the check phase reads, for the usage.
+    let mut lengths: HashMap<String, Option<usize>> = HashMap::new();
     let current = plan.check::<Refusal>(
         || {
             let stored = conn
@@ -218,8 +278,20 @@ fn apply_put(conn: &Connection, user: &UserToken, plan: &PutPlan) -> Result<(), 
                 .optional()?;
             Ok(stored.unwrap_or(0))
         },
-        |key| Ok(current_version(conn, user, s, key)?),
+        |key| {
+            let stored = current(conn, user, s, key)?;
+            lengths.insert(key.to_owned(), stored.map(|(_, len)| len));
+            Ok(stored.map(|(version, _)| version))
+        },
     )?;
+    let before = usage(conn, u)?;
+    let after = plan.usage_after(before, |key| {
+        Ok::<_, Refusal>(lengths.get(key).copied().flatten())
+    })?;
+    quota.admit(before, after)?;
+    if after != before {
+        set_usage(conn, u, after)?;
+    }
 
     // New keys get the next creation sequences of the store, in request order.
     // At most a thousand items, so the count fits.
@@ -274,16 +346,26 @@ fn apply_put(conn: &Connection, user: &UserToken, plan: &PutPlan) -> Result<(), 
 
 /// Deletes the key when present (and of the given version, if any); never fails for a mismatch.
 fn apply_delete(conn: &Connection, user: &UserToken, plan: &DeletePlan) -> Result<(), Refusal> {
-    conn.prepare_cached(
-        "DELETE FROM vss_records
-         WHERE user_token = ?1 AND store_id = ?2 AND key = ?3 AND (?4 IS NULL OR version = ?4)",
-    )?
-    .execute(params![
-        user.as_str(),
-        plan.store_id,
-        plan.key,
-        plan.version
-    ])?;
+    let freed = conn
+        .prepare_cached(
+            "DELETE FROM vss_records
+             WHERE user_token = ?1 AND store_id = ?2 AND key = ?3 AND (?4 IS NULL OR version = ?4)
+             RETURNING length(value)",
+        )?
+        .query_row(
+            params![user.as_str(), plan.store_id, plan.key, plan.version],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?;
+    if let Some(len) = freed {
+        let len = count(len) as usize;
+        let before = usage(conn, user.as_str())?;
+        set_usage(
+            conn,
+            user.as_str(),
+            before.minus(Usage::of_item(&plan.key, len)),
+        )?;
+    }
     Ok(())
 }
 
@@ -320,7 +402,7 @@ mod tests {
         (
             WriteRequest {
                 user,
-                op: WriteOp::Put(plan),
+                op: WriteOp::Put(plan, Quota::UNLIMITED),
                 reply,
             },
             answer,
@@ -334,7 +416,56 @@ mod tests {
     }
 
     fn version(conn: &Connection, key: &str) -> Option<i64> {
-        current_version(conn, &UserToken::new("u").unwrap(), "s", key).unwrap()
+        current(conn, &UserToken::new("u").unwrap(), "s", key)
+            .unwrap()
+            .map(|(version, _)| version)
+    }
+
+    #[test]
+    fn the_largest_value_fits_a_row_with_the_longest_names() {
+        let conn = database();
+        // A lower maximum than the default 1e9, to write it here.
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 1 << 20)
+            .unwrap();
+        let largest = largest_value(&conn).unwrap();
+        assert_eq!(largest, (1 << 20) - ROW_HEADROOM);
+        let user = UserToken::new("u".repeat(UserToken::MAX_LEN)).unwrap();
+        let req = PutObjectRequest {
+            store_id: "s".repeat(vss_core::validate::MAX_STORE_ID_LEN),
+            global_version: None,
+            transaction_items: vec![KeyValue {
+                key: "k".repeat(vss_core::validate::MAX_KEY_LEN),
+                version: 0,
+                value: Bytes::from(vec![1u8; largest]),
+            }],
+            delete_items: vec![],
+        };
+        let limits = StoreLimits {
+            max_value_size: largest,
+            ..StoreLimits::default()
+        };
+        let plan = vss_core::validate::put(req.clone(), &limits).unwrap();
+        let (reply, mut answer) = oneshot::channel();
+        apply_batch(
+            &conn,
+            vec![WriteRequest {
+                user: user.clone(),
+                op: WriteOp::Put(plan, Quota::UNLIMITED),
+                reply,
+            }],
+        );
+        answer.try_recv().unwrap().unwrap();
+        // The limit is SQLite's: a value of the whole limit and one byte is refused.
+        let too_big = vec![1u8; (1 << 20) + 1];
+        let refused = conn.execute(
+            "INSERT INTO vss_records VALUES ('u', 's', 'big', 1, ?1, 1)",
+            params![too_big],
+        );
+        assert!(refused.is_err(), "SQLite took a value over its limit");
+        assert_eq!(
+            usage(&conn, user.as_str()).unwrap(),
+            Usage::of_item(&"k".repeat(vss_core::validate::MAX_KEY_LEN), largest)
+        );
     }
 
     #[test]

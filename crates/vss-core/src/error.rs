@@ -22,6 +22,15 @@ pub enum VssError {
     /// The caller could not be authenticated (HTTP 401, `AUTH_EXCEPTION`).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// A value is larger than the store can hold (HTTP 413,
+    /// `INVALID_REQUEST_EXCEPTION`: retrying cannot help). Nothing was written.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The put would take the user over a quota (HTTP 507,
+    /// `INVALID_REQUEST_EXCEPTION`: retrying cannot help until the user frees
+    /// space or the quota is raised). Nothing was written.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The server or its database failed; clients retry these
     /// (HTTP 500, `INTERNAL_SERVER_EXCEPTION`).
     #[error("internal error: {0}")]
@@ -62,12 +71,14 @@ impl VssError {
     }
 
     /// The names of the kinds of error, as [`VssError::kind`] gives them.
-    pub const KINDS: [&'static str; 5] = [
+    pub const KINDS: [&'static str; 7] = [
         "no_such_key",
         "conflict",
         "invalid_request",
         "auth",
         "internal",
+        "too_large",
+        "quota_exceeded",
     ];
 
     /// A short, fixed name of the error's kind, for metric labels and logs:
@@ -84,6 +95,8 @@ impl VssError {
             VssError::InvalidRequest(_) => 2,
             VssError::Auth(_) => 3,
             VssError::Internal(_) => 4,
+            VssError::TooLarge(_) => 5,
+            VssError::QuotaExceeded(_) => 6,
         }
     }
 
@@ -92,7 +105,9 @@ impl VssError {
         match self {
             VssError::NoSuchKey(_) => ErrorCode::NoSuchKeyException,
             VssError::Conflict(_) => ErrorCode::ConflictException,
-            VssError::InvalidRequest(_) => ErrorCode::InvalidRequestException,
+            VssError::InvalidRequest(_) | VssError::TooLarge(_) | VssError::QuotaExceeded(_) => {
+                ErrorCode::InvalidRequestException
+            }
             VssError::Auth(_) => ErrorCode::AuthException,
             VssError::Internal(_) => ErrorCode::InternalServerException,
         }
@@ -106,6 +121,8 @@ impl VssError {
             VssError::InvalidRequest(_) => 400,
             VssError::Auth(_) => 401,
             VssError::Internal(_) => 500,
+            VssError::TooLarge(_) => 413,
+            VssError::QuotaExceeded(_) => 507,
         }
     }
 
@@ -116,7 +133,9 @@ impl VssError {
             VssError::NoSuchKey(m)
             | VssError::Conflict(m)
             | VssError::InvalidRequest(m)
-            | VssError::Auth(m) => m.clone(),
+            | VssError::Auth(m)
+            | VssError::TooLarge(m)
+            | VssError::QuotaExceeded(m) => m.clone(),
         };
         ErrorResponse {
             error_code: self.error_code() as i32,
@@ -125,6 +144,9 @@ impl VssError {
     }
 
     /// Rebuilds an error from its wire form (for clients of the protocol).
+    /// The wire has one code for [`VssError::InvalidRequest`],
+    /// [`VssError::TooLarge`] and [`VssError::QuotaExceeded`]: all three come
+    /// back as [`VssError::InvalidRequest`] (the HTTP status tells them apart).
     pub fn from_error_response(response: &ErrorResponse) -> Self {
         let message = response.message.clone();
         match ErrorCode::try_from(response.error_code) {
@@ -150,6 +172,26 @@ mod tests {
         assert_eq!(wire.message, INTERNAL_ERROR_MESSAGE);
         assert_eq!(wire.error_code, ErrorCode::InternalServerException as i32);
         assert_eq!(err.http_status(), 500);
+    }
+
+    #[test]
+    fn size_and_quota_refusals_are_invalid_requests_with_their_own_status() {
+        for (err, status) in [
+            (VssError::TooLarge("t".into()), 413),
+            (VssError::QuotaExceeded("q".into()), 507),
+        ] {
+            let wire = err.to_error_response();
+            assert_eq!(
+                wire.error_code,
+                ErrorCode::InvalidRequestException as i32,
+                "{err}"
+            );
+            assert_eq!(err.http_status(), status);
+            assert_eq!(
+                VssError::from_error_response(&wire),
+                VssError::InvalidRequest(wire.message.clone())
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`page`]: the opaque page tokens of listings;
 //! - [`protocol`]: the four calls by name and the protocol version header;
 //! - [`MemoryStore`]: the reference implementation;
+//! - [`quota`]: per-user quotas ([`Quota`], [`Usage`], the rule that judges a
+//!   put) and [`Quotas`], the decorator applying a [`QuotaPolicy`];
 //! - `metered` (feature `metrics`): [`metered::Metered`], a decorator that
 //!   measures any store;
 //! - `conformance` (feature `conformance`): the test suite every backend must pass.
@@ -35,6 +37,11 @@
 //!   the next creation sequence of the store (in request order; existing keys
 //!   keep theirs), apply the deletes, and raise the global version by one if
 //!   it was given.
+//! - `put_with_quota` (only if the store declares
+//!   [`StoreLimits::enforces_quotas`]): as `put`, and in the same transaction
+//!   take the user's [`Usage`] before, compute it after with
+//!   [`validate::PutPlan::usage_after`], and let [`Quota::admit`] judge; keep
+//!   usage exact on every write, `deleteObject` included (see [`quota`]).
 //! - `delete`: [`validate::delete`]; delete when
 //!   [`validate::DeletePlan::matches`] the stored version, and succeed either way.
 //! - `get` of a missing key answers [`VssError::no_such_key`].
@@ -71,6 +78,7 @@ mod memory;
 pub mod metered;
 pub mod page;
 pub mod protocol;
+pub mod quota;
 mod store;
 mod user;
 pub mod validate;
@@ -87,5 +95,6 @@ pub mod proto {
 pub use error::{error_chain, VssError, INTERNAL_ERROR_MESSAGE};
 pub use limits::{StoreLimits, PROTOCOL_MAX_ITEMS_PER_PUT};
 pub use memory::MemoryStore;
+pub use quota::{Quota, QuotaPolicy, Quotas, Usage};
 pub use store::KvStore;
 pub use user::UserToken;

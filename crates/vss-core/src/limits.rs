@@ -10,6 +10,15 @@ pub struct StoreLimits {
     pub max_page_size: i32,
     /// Page size used when a listing request gives none (or a negative one).
     pub default_page_size: i32,
+    /// Largest value, in bytes, the store can hold under one key. A put with
+    /// a bigger value is refused with [`crate::VssError::TooLarge`] before
+    /// anything is written (the database would fail it, again on every retry).
+    pub max_value_size: usize,
+    /// Whether the store enforces the [`crate::Quota`] given to
+    /// [`crate::KvStore::put_with_quota`]. A store that does not refuses
+    /// every put that carries a quota, and a server refuses to start with
+    /// quotas over it; the conformance suite's quota rules run when it does.
+    pub enforces_quotas: bool,
 }
 
 /// The protocol's ceiling for items in one put.
@@ -21,6 +30,8 @@ impl Default for StoreLimits {
             max_items_per_put: PROTOCOL_MAX_ITEMS_PER_PUT,
             max_page_size: 100,
             default_page_size: 100,
+            max_value_size: usize::MAX,
+            enforces_quotas: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use crate::validate::{self, GetTarget, ListedKey};
-use crate::{KvStore, StoreLimits, UserToken, VssError};
+use crate::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -31,23 +31,37 @@ struct Store {
     records: BTreeMap<String, Record>,
 }
 
-/// Every store, by (user, store id).
-type Stores = HashMap<(UserToken, String), Store>;
+/// Every store, by (user, store id), and every user's usage.
+#[derive(Debug, Default)]
+struct Stores {
+    stores: HashMap<(UserToken, String), Store>,
+    usage: HashMap<UserToken, Usage>,
+}
 
 /// An in-memory VSS store; data lives as long as the value.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     stores: Mutex<Stores>,
     limits: StoreLimits,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_limits(StoreLimits {
+            enforces_quotas: true,
+            ..StoreLimits::default()
+        })
+    }
+}
+
 impl MemoryStore {
-    /// An empty store with the default limits.
+    /// An empty store with the default limits; it enforces quotas.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// An empty store declaring `limits` (for testing how callers handle them).
+    /// It enforces quotas whatever `limits` say.
     pub fn with_limits(limits: StoreLimits) -> Self {
         MemoryStore {
             stores: Mutex::default(),
@@ -71,7 +85,7 @@ impl KvStore for MemoryStore {
     ) -> Result<GetObjectResponse, VssError> {
         let target = validate::get(&req)?;
         let stores = self.lock()?;
-        let store = stores.get(&(user.clone(), req.store_id));
+        let store = stores.stores.get(&(user.clone(), req.store_id));
         let value = match target {
             GetTarget::GlobalVersion => {
                 validate::global_version_key_value(store.map(|s| s.global_version).unwrap_or(0))
@@ -95,8 +109,18 @@ impl KvStore for MemoryStore {
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
+        self.put_with_quota(user, req, Quota::UNLIMITED).await
+    }
+
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
         let plan = validate::put(req, &self.limits)?;
-        let mut stores = self.lock()?;
+        let mut guard = self.lock()?;
+        let Stores { stores, usage } = &mut *guard;
         let store = stores
             .entry((user.clone(), plan.store_id.clone()))
             .or_default();
@@ -106,6 +130,13 @@ impl KvStore for MemoryStore {
             || Ok::<_, VssError>(store.global_version),
             |key| Ok(store.records.get(key).map(|r| r.version)),
         )?;
+        // Then the quota, on the usage before and after.
+        let before = usage.get(user).copied().unwrap_or_default();
+        let after = plan.usage_after(before, |key| {
+            Ok::<_, VssError>(store.records.get(key).map(|r| r.value.len()))
+        })?;
+        quota.admit(before, after)?;
+        usage.insert(user.clone(), after);
 
         for write in plan.writes {
             let version = write.condition.new_version();
@@ -144,10 +175,16 @@ impl KvStore for MemoryStore {
         req: DeleteObjectRequest,
     ) -> Result<DeleteObjectResponse, VssError> {
         let plan = validate::delete(req)?;
-        let mut stores = self.lock()?;
+        let mut guard = self.lock()?;
+        let Stores { stores, usage } = &mut *guard;
         if let Some(store) = stores.get_mut(&(user.clone(), plan.store_id.clone())) {
             if plan.matches(store.records.get(&plan.key).map(|r| r.version)) {
-                store.records.remove(&plan.key);
+                if let Some(record) = store.records.remove(&plan.key) {
+                    let freed = Usage::of_item(&plan.key, record.value.len());
+                    if let Some(used) = usage.get_mut(user) {
+                        *used = used.minus(freed);
+                    }
+                }
             }
         }
         Ok(DeleteObjectResponse {})
@@ -160,7 +197,7 @@ impl KvStore for MemoryStore {
     ) -> Result<ListKeyVersionsResponse, VssError> {
         let plan = validate::list(user, req, &self.limits)?;
         let stores = self.lock()?;
-        let Some(store) = stores.get(&(user.clone(), plan.store_id.clone())) else {
+        let Some(store) = stores.stores.get(&(user.clone(), plan.store_id.clone())) else {
             return Ok(plan.respond(Vec::new(), 0));
         };
         let before = plan.before_sequence.unwrap_or(i64::MAX);

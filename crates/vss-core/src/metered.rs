@@ -25,7 +25,7 @@ use crate::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use crate::protocol::Operation;
-use crate::{KvStore, StoreLimits, UserToken, VssError};
+use crate::{KvStore, Quota, StoreLimits, UserToken, VssError};
 
 /// Operations by operation and outcome.
 pub const OPERATIONS_TOTAL: &str = "vss_store_operations_total";
@@ -139,6 +139,18 @@ impl<S: KvStore> KvStore for Metered<S> {
     ) -> Result<PutObjectResponse, VssError> {
         let started = Instant::now();
         let result = self.inner.put(user, req).await;
+        self.record(1, started, &result);
+        result
+    }
+
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
+        let started = Instant::now();
+        let result = self.inner.put_with_quota(user, req, quota).await;
         self.record(1, started, &result);
         result
     }

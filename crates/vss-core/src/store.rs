@@ -8,7 +8,7 @@ use crate::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
-use crate::{StoreLimits, UserToken, VssError};
+use crate::{Quota, StoreLimits, UserToken, VssError};
 
 /// A VSS store: the four protocol operations, each scoped to one user.
 ///
@@ -32,6 +32,31 @@ pub trait KvStore: Send + Sync + 'static {
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError>;
+
+    /// `putObjects` judged by a [`Quota`] as well: in the same transaction as
+    /// the write, the user's usage before and after the put go through
+    /// [`Quota::admit`], and a refusal writes nothing. Stores that enforce
+    /// quotas keep every user's usage exact across all writes (puts with or
+    /// without a quota, `deleteObject`), and declare it in
+    /// [`StoreLimits::enforces_quotas`]; [`KvStore::put`] is then this with
+    /// [`Quota::UNLIMITED`].
+    ///
+    /// The default, for stores without quotas, is [`KvStore::put`] when the
+    /// quota limits nothing and an internal error otherwise.
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
+        if quota.is_unlimited() {
+            self.put(user, req).await
+        } else {
+            Err(VssError::internal(
+                "a put carries a quota, but this store does not enforce quotas",
+            ))
+        }
+    }
 
     /// `deleteObject`: an idempotent delete of one key.
     async fn delete(
@@ -83,6 +108,15 @@ impl<T: KvStore + ?Sized> KvStore for Arc<T> {
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
         (**self).put(user, req).await
+    }
+
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
+        (**self).put_with_quota(user, req, quota).await
     }
 
     async fn delete(

@@ -271,6 +271,14 @@ pub fn put(req: PutObjectRequest, limits: &StoreLimits) -> Result<PutPlan, VssEr
     for item in req.transaction_items {
         writable_key(&item.key)?;
         let condition = WriteCondition::from_version(item.version)?;
+        if item.value.len() > limits.max_value_size {
+            return Err(VssError::TooLarge(format!(
+                "the value of key `{}` is {} bytes, more than this store's limit of {} bytes",
+                item.key,
+                item.value.len(),
+                limits.max_value_size
+            )));
+        }
         if !seen.insert(item.key.clone()) {
             return Err(duplicate(&item.key));
         }

@@ -22,6 +22,8 @@ mod declared_limits {
         max_items_per_put: 25,
         max_page_size: 10,
         default_page_size: 5,
+        max_value_size: 2 << 20,
+        enforces_quotas: true,
     };
 
     vss_core::conformance_tests!(|| async {

@@ -38,6 +38,7 @@ use crate::{KvStore, UserToken};
 
 mod concurrency;
 mod model;
+mod quotas;
 mod rules;
 mod support;
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
+use super::quotas::*;
 use super::support::{ensure, ensure_eq, expect_err, kv, unexpected, Ctx, Kind};
 use super::{ConcurrencyConfig, ConformanceTest, Subject, TestError, TestResult};
 use crate::page::PageToken;
@@ -91,6 +92,18 @@ macro_rules! __conformance_rules {
     users_are_isolated,
     // Races.
     concurrent_compare_and_set_has_one_winner_per_version,
+    // Quotas.
+    quota_refuses_a_put_over_the_byte_limit,
+    quota_refuses_a_new_key_over_the_key_limit,
+    quota_counts_a_multi_item_put_as_a_whole,
+    quota_counts_data_written_without_a_quota,
+    quota_counts_every_store_of_the_user_and_no_other_user,
+    quota_lets_an_overwrite_shrink_and_refuses_it_growing,
+    quota_usage_is_freed_by_deletes,
+    quota_conflict_is_answered_before_the_quota,
+    quota_races_for_the_last_bytes_never_overshoot,
+    // Sizes the store can hold.
+    value_over_the_store_limit_is_too_large,
     // Operations.
     store_reports_ready,
         }

@@ -45,6 +45,10 @@ pub enum Kind {
     Auth,
     /// INTERNAL.
     Internal,
+    /// A value larger than the store holds (INVALID_REQUEST on the wire, HTTP 413).
+    TooLarge,
+    /// Over a quota (INVALID_REQUEST on the wire, HTTP 507).
+    QuotaExceeded,
 }
 
 /// The kind of an error.
@@ -55,6 +59,8 @@ pub fn kind(err: &VssError) -> Kind {
         VssError::InvalidRequest(_) => Kind::InvalidRequest,
         VssError::Auth(_) => Kind::Auth,
         VssError::Internal(_) => Kind::Internal,
+        VssError::TooLarge(_) => Kind::TooLarge,
+        VssError::QuotaExceeded(_) => Kind::QuotaExceeded,
     }
 }
 
@@ -123,6 +129,25 @@ impl Ctx {
             delete_items: deletes,
         };
         self.store.put(&self.user, req).await.map(|_| ())
+    }
+
+    /// `putObjects` of writes and deletes, judged by `quota`.
+    pub async fn put_with_quota(
+        &self,
+        quota: crate::Quota,
+        items: Vec<KeyValue>,
+        deletes: Vec<KeyValue>,
+    ) -> Result<(), VssError> {
+        let req = PutObjectRequest {
+            store_id: self.store_id.clone(),
+            global_version: None,
+            transaction_items: items,
+            delete_items: deletes,
+        };
+        self.store
+            .put_with_quota(&self.user, req, quota)
+            .await
+            .map(|_| ())
     }
 
     /// `putObjects` of items only.
