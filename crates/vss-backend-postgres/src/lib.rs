@@ -2,7 +2,8 @@
 //!
 //! A [`vss_core::KvStore`] on [`tokio-postgres`](tokio_postgres), with a
 //! [`deadpool-postgres`](deadpool_postgres) connection pool, TLS by rustls,
-//! versioned migrations, and one database round trip per request.
+//! versioned migrations, and one database round trip per request (a put or
+//! `deleteObject` is `BEGIN`, its statements and `COMMIT`, pipelined).
 //!
 //! ```no_run
 //! use vss_backend_postgres::{PostgresConfig, PostgresStore};
@@ -59,6 +60,23 @@
 //!   version serialise on that row.
 //! - A prefix is matched literally as the byte range `[prefix, successor(prefix))`:
 //!   `%`, `_` and `\` are ordinary bytes.
+//! - `vss_usage (user_token) -> bytes, keys, bytes_before, keys_before`: what each
+//!   user stores, for quotas ([`vss_core::quota`]): keys, and bytes of keys plus
+//!   values. Migration 4 counts the data already stored, once, under a `SHARE`
+//!   lock on `vss_objects` (writers of a server of the previous version wait for
+//!   it); an import counts it again. From then on every write keeps it exact in
+//!   its own transaction: the first statement of every put with items and of
+//!   every `deleteObject` takes the user's row (creating it on a user's first
+//!   write) and remembers the usage before; each item's statement adds its own
+//!   change (from the row it replaces, read in the same statement); a put under a
+//!   quota ends with `vss_require_quota`, which raises SQLSTATE `VS507` with the
+//!   usage before and after when the put raised a measure above its limit, and
+//!   the server words the refusal from them. A user's writes are thereby
+//!   serialised on their usage row, as the cost of exact usage; different users
+//!   never wait for each other.
+//! - Values: up to 1 GiB - 1 bytes (a `bytea`'s limit) less 64 KiB of room for
+//!   the rest of the message ([`StoreLimits::max_value_size`](vss_core::StoreLimits));
+//!   bigger values are refused with TOO_LARGE (HTTP 413) before anything is sent.
 //!
 //! ## Concurrency
 //!

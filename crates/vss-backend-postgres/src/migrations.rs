@@ -33,10 +33,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "state of imports from and exports to the reference server's vss_db",
         sql: include_str!("../migrations/0003_reference_import.sql"),
     },
+    Migration {
+        version: 4,
+        description: "per-user usage for quotas, counted once for the data already stored",
+        sql: include_str!("../migrations/0004_usage.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == SCHEMA_VERSION);
 

@@ -343,6 +343,8 @@ pub async fn import_reference(
                 ],
             )
             .await?;
+        // Every user's usage, for quotas, counted from what was imported.
+        tx.execute("SELECT vss_recount_usage()", &[]).await?;
         // New keys are created after every imported one.
         tx.execute(
             "SELECT setval('vss_creation_seq', greatest( \

@@ -14,54 +14,76 @@ pub(crate) const GET: &str = "SELECT version, value FROM vss_objects \
 pub(crate) const GET_GLOBAL_VERSION: &str =
     "SELECT global_version FROM vss_stores WHERE user_token = $1 AND store_id = $2";
 
-/// Unconditional write standing alone (one statement, no transaction): `$3` key,
-/// `$4` value. A new key takes a fresh creation sequence; an existing one keeps its own.
-pub(crate) const UPSERT_ALONE: &str = "INSERT INTO vss_objects \
-     (user_token, store_id, key, version, sequence, value) \
-     VALUES ($1, $2, $3, 1, nextval('vss_creation_seq') * 1024, $4) \
-     ON CONFLICT (user_token, store_id, key) DO UPDATE SET version = 1, value = EXCLUDED.value";
+/// Takes the user's usage row before anything else of a write transaction
+/// (creating it for a user's first write) and remembers the usage before the
+/// write. Every write of one user waits here for the previous one to commit:
+/// then each later statement, with its own snapshot, sees exactly what it
+/// changes, and two writes of one user cannot deadlock on their rows.
+pub(crate) const LOCK_USAGE: &str = "INSERT INTO vss_usage AS u \
+     (user_token, bytes, keys, bytes_before, keys_before) VALUES ($1, 0, 0, 0, 0) \
+     ON CONFLICT (user_token) DO UPDATE SET bytes_before = u.bytes, keys_before = u.keys";
 
-/// Create (version 0) standing alone: `$3` key, `$4` value. A concurrent create of
-/// the same key waits for the other transaction, then finds the key and conflicts.
-pub(crate) const CREATE_ALONE: &str = "WITH w AS (INSERT INTO vss_objects \
-     (user_token, store_id, key, version, sequence, value) \
-     VALUES ($1, $2, $3, 1, nextval('vss_creation_seq') * 1024, $4) \
-     ON CONFLICT (user_token, store_id, key) DO NOTHING RETURNING 1) \
-     SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')";
-
-/// Takes the creation sequence value of a multi-item put; its creates use it through
+/// Takes the creation sequence value of a put; its creates use it through
 /// `currval`, which is per session and so per pooled connection.
 pub(crate) const NEXT_SEQUENCE: &str = "SELECT nextval('vss_creation_seq')";
 
-/// Unconditional write inside a put: `$3` key, `$4` value, `$5` item index in the request.
-pub(crate) const UPSERT_IN_PUT: &str = "INSERT INTO vss_objects \
-     (user_token, store_id, key, version, sequence, value) \
+/// Unconditional write: `$3` key, `$4` value, `$5` item index in the request.
+/// A new key takes a fresh creation sequence; an existing one keeps its own.
+/// Counts the change in the user's usage.
+pub(crate) const UPSERT_IN_PUT: &str = "WITH old AS (SELECT octet_length(value) AS len \
+     FROM vss_objects WHERE user_token = $1 AND store_id = $2 AND key = $3), \
+     w AS (INSERT INTO vss_objects (user_token, store_id, key, version, sequence, value) \
      VALUES ($1, $2, $3, 1, currval('vss_creation_seq') * 1024 + $5, $4) \
-     ON CONFLICT (user_token, store_id, key) DO UPDATE SET version = 1, value = EXCLUDED.value";
+     ON CONFLICT (user_token, store_id, key) DO UPDATE SET version = 1, value = EXCLUDED.value \
+     RETURNING 1) \
+     UPDATE vss_usage SET \
+     bytes = bytes + octet_length($4) + CASE WHEN EXISTS (SELECT 1 FROM old) \
+        THEN -(SELECT len FROM old) ELSE octet_length($3) END, \
+     keys = keys + CASE WHEN EXISTS (SELECT 1 FROM old) THEN 0 ELSE 1 END \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w)";
 
 /// Create inside a put: `$3` key, `$4` value, `$5` item index in the request.
+/// A concurrent create of the same key waits for the other transaction, then
+/// finds the key and conflicts. Counts the new key in the user's usage.
 pub(crate) const CREATE_IN_PUT: &str = "WITH w AS (INSERT INTO vss_objects \
      (user_token, store_id, key, version, sequence, value) \
      VALUES ($1, $2, $3, 1, currval('vss_creation_seq') * 1024 + $5, $4) \
-     ON CONFLICT (user_token, store_id, key) DO NOTHING RETURNING 1) \
+     ON CONFLICT (user_token, store_id, key) DO NOTHING RETURNING 1), \
+     u AS (UPDATE vss_usage SET bytes = bytes + octet_length($3) + octet_length($4), \
+     keys = keys + 1 WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w) RETURNING 1) \
      SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')";
 
-/// Update of version `$4` to `$4 + 1`: `$3` key, `$5` value. Under READ COMMITTED a
-/// concurrent update makes this one wait, then re-check `version = $4` on the new row.
-pub(crate) const UPDATE: &str =
-    "WITH w AS (UPDATE vss_objects SET version = version + 1, value = $5 \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 RETURNING 1) \
+/// Update of version `$4` to `$4 + 1`: `$3` key, `$5` value. Counts the
+/// change of the value's length in the user's usage.
+pub(crate) const UPDATE: &str = "WITH old AS (SELECT octet_length(value) AS len \
+     FROM vss_objects WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4), \
+     w AS (UPDATE vss_objects SET version = version + 1, value = $5 \
+     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 RETURNING 1), \
+     u AS (UPDATE vss_usage SET bytes = bytes + octet_length($5) - (SELECT len FROM old) \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w) RETURNING 1) \
      SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')";
 
-/// A put's delete of `$3` at version `$4`.
+/// A put's delete of `$3` at version `$4`; frees its usage.
 pub(crate) const DELETE_VERSION_IN_PUT: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 RETURNING 1) \
+     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
+     RETURNING octet_length(key) + octet_length(value) AS n), \
+     u AS (UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d) RETURNING 1) \
      SELECT vss_require(EXISTS (SELECT 1 FROM d), 'delete')";
 
-/// A put's delete of `$3`, whatever its version.
+/// A put's delete of `$3`, whatever its version; frees its usage.
 pub(crate) const DELETE_EXISTING_IN_PUT: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 RETURNING 1) \
+     WHERE user_token = $1 AND store_id = $2 AND key = $3 \
+     RETURNING octet_length(key) + octet_length(value) AS n), \
+     u AS (UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d) RETURNING 1) \
      SELECT vss_require(EXISTS (SELECT 1 FROM d), 'delete')";
+
+/// The last statement of a put under a quota: raises SQLSTATE `VS507` (with
+/// the usage before and after) when the put raised bytes above `$2` or keys
+/// above `$3` (NULL: no limit).
+pub(crate) const CHECK_QUOTA: &str = "SELECT vss_require_quota(bytes_before, keys_before, \
+     bytes, keys, $2, $3) FROM vss_usage WHERE user_token = $1";
 
 /// Checks that the global version is `$3` and makes it `$3 + 1`. The store's row is
 /// created (with 1) by the first put that sets it; if that insert happens although `$3`
@@ -73,13 +95,19 @@ pub(crate) const BUMP_GLOBAL_VERSION: &str = "WITH g AS (INSERT INTO vss_stores 
      WHERE vss_stores.global_version = $3 RETURNING global_version) \
      SELECT vss_require((SELECT global_version - 1 FROM g) = $3, 'global_version')";
 
-/// `deleteObject` of `$3`, whatever its version.
-pub(crate) const DELETE_OBJECT: &str =
-    "DELETE FROM vss_objects WHERE user_token = $1 AND store_id = $2 AND key = $3";
+/// `deleteObject` of `$3`, whatever its version (after [`LOCK_USAGE`]); frees its usage.
+pub(crate) const DELETE_OBJECT: &str = "WITH d AS (DELETE FROM vss_objects \
+     WHERE user_token = $1 AND store_id = $2 AND key = $3 \
+     RETURNING octet_length(key) + octet_length(value) AS n) \
+     UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d)";
 
-/// `deleteObject` of `$3` at version `$4`.
-pub(crate) const DELETE_OBJECT_VERSION: &str = "DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4";
+/// `deleteObject` of `$3` at version `$4` (after [`LOCK_USAGE`]); frees its usage.
+pub(crate) const DELETE_OBJECT_VERSION: &str = "WITH d AS (DELETE FROM vss_objects \
+     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
+     RETURNING octet_length(key) + octet_length(value) AS n) \
+     UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
+     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d)";
 
 // Listings say `sequence > 0` (true of every row) because the listing index is
 // partial on it: statements without it, every lookup by key, cannot use that index
@@ -116,6 +144,9 @@ pub(crate) const LIST_NEXT_PREFIX: &str = "SELECT key, version, sequence FROM vs
 
 /// The SQLSTATE `vss_require` raises.
 pub(crate) const CONDITION_FAILED: &str = "VS409";
+
+/// The SQLSTATE `vss_require_quota` raises.
+pub(crate) const QUOTA_EXCEEDED: &str = "VS507";
 
 /// How many creation sequence numbers one put may use: more than the most items a put holds.
 pub(crate) const SEQUENCE_STRIDE: usize = 1024;

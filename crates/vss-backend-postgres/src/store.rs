@@ -17,7 +17,7 @@ use vss_core::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, PutPlan, WriteCondition};
-use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+use vss_core::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 use crate::sql;
 use crate::{migrations, PostgresConfig, PostgresError};
@@ -83,7 +83,11 @@ impl PostgresStore {
         );
         Ok(PostgresStore {
             pool,
-            limits: StoreLimits::default(),
+            limits: StoreLimits {
+                max_value_size: MAX_VALUE_SIZE,
+                enforces_quotas: true,
+                ..StoreLimits::default()
+            },
             gauges: Default::default(),
         })
     }
@@ -97,9 +101,13 @@ impl PostgresStore {
     }
 }
 
+/// The largest value: a `bytea` holds at most 1 GiB - 1 bytes (PostgreSQL's
+/// largest field), less room for the rest of the bind message.
+pub(crate) const MAX_VALUE_SIZE: usize = (1 << 30) - 1 - 64 * 1024;
+
 /// Every database failure is an internal error (retried by clients); its cause is only logged.
 fn internal(err: tokio_postgres::Error) -> VssError {
-    VssError::internal(format!("PostgreSQL: {}", crate::error::describe(&err)))
+    internal_ref(&err)
 }
 
 fn is_condition_failure(err: &tokio_postgres::Error) -> bool {
@@ -135,13 +143,23 @@ struct PutStatement<'a> {
     conflict: Option<VssError>,
 }
 
-/// The statements of a put, in the order they must run: the global version first,
-/// then items sorted by key, so that concurrent puts lock rows in one order and
-/// cannot deadlock. Creation order still follows the request: items are numbered
-/// by their index in it.
-fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<PutStatement<'a>> {
+/// The statements of a put, in the order they must run: the user's usage row
+/// first, then the global version, then items sorted by key, so that
+/// concurrent puts lock rows in one order and cannot deadlock; last, under a
+/// quota, its check. Creation order still follows the request: items are
+/// numbered by their index in it. A put of a global version alone is its one
+/// statement (it changes no usage).
+fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<PutStatement<'a>> {
     let store: &'a [u8] = plan.store_id.as_bytes();
-    let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 2);
+    let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 4);
+    let items = !plan.writes.is_empty() || !plan.deletes.is_empty();
+    if items {
+        statements.push(PutStatement {
+            sql: sql::LOCK_USAGE,
+            params: vec![Box::new(user)],
+            conflict: None,
+        });
+    }
     if let Some(expected) = plan.global_version {
         statements.push(PutStatement {
             sql: sql::BUMP_GLOBAL_VERSION,
@@ -155,7 +173,7 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<Put
         .writes
         .iter()
         .any(|w| !matches!(w.condition, WriteCondition::VersionIs(_)));
-    if creates && !alone {
+    if creates {
         statements.push(PutStatement {
             sql: sql::NEXT_SEQUENCE,
             params: Vec::new(),
@@ -168,16 +186,6 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<Put
         let value: &'a [u8] = &write.value;
         let index = index as i64;
         let statement = match write.condition {
-            WriteCondition::Any if alone => PutStatement {
-                sql: sql::UPSERT_ALONE,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(value),
-                ],
-                conflict: None,
-            },
             WriteCondition::Any => PutStatement {
                 sql: sql::UPSERT_IN_PUT,
                 params: vec![
@@ -188,16 +196,6 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<Put
                     Box::new(index),
                 ],
                 conflict: None,
-            },
-            WriteCondition::MustNotExist if alone => PutStatement {
-                sql: sql::CREATE_ALONE,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(value),
-                ],
-                conflict: Some(validate::write_conflict(&write.key)),
             },
             WriteCondition::MustNotExist => PutStatement {
                 sql: sql::CREATE_IN_PUT,
@@ -248,7 +246,118 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, alone: bool) -> Vec<Put
     // Keys are distinct (validated), so this order is total. Byte order, like the index.
     items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     statements.extend(items.into_iter().map(|(_, s)| s));
+    if items_changed(plan) && !quota.is_unlimited() {
+        statements.push(PutStatement {
+            sql: sql::CHECK_QUOTA,
+            params: vec![
+                Box::new(user),
+                Box::new(quota.max_bytes.map(limit)),
+                Box::new(quota.max_keys.map(limit)),
+            ],
+            conflict: None,
+        });
+    }
     statements
+}
+
+fn items_changed(plan: &PutPlan) -> bool {
+    !plan.writes.is_empty() || !plan.deletes.is_empty()
+}
+
+/// A quota limit as PostgreSQL compares it (a bigint).
+fn limit(max: u64) -> i64 {
+    i64::try_from(max).unwrap_or(i64::MAX)
+}
+
+/// Runs `statements`, pipelined in one round trip: alone, or as one
+/// transaction (`BEGIN` first, `COMMIT` last). The first failure decides:
+/// the CONFLICT of its statement when its condition failed, the quota's
+/// answer when the quota check failed, else INTERNAL.
+async fn run_statements(
+    client: &Object,
+    statements: &[PutStatement<'_>],
+    quota: Quota,
+) -> Result<(), VssError> {
+    let alone = statements.len() == 1;
+    let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
+    let prepared = prepare_all(client, &texts).await?;
+
+    let mut futures: Vec<PgFuture<'_>> = Vec::with_capacity(statements.len() + 2);
+    if !alone {
+        futures.push(Box::pin(client.batch_execute("BEGIN")));
+    }
+    for statement in statements {
+        let prepared = prepared
+            .get(statement.sql)
+            .ok_or_else(|| VssError::internal("statement missing after preparation"))?;
+        let params = statement
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync));
+        futures.push(Box::pin(async move {
+            client.execute_raw(prepared, params).await.map(|_| ())
+        }));
+    }
+    if !alone {
+        futures.push(Box::pin(client.batch_execute("COMMIT")));
+    }
+    let results = run_in_order(futures).await;
+
+    // The statements after the first failure only failed because the
+    // transaction was already aborted, and COMMIT then rolled back.
+    let offset = usize::from(!alone);
+    for (i, result) in results.into_iter().enumerate() {
+        let err = match result {
+            Some(Ok(())) => continue,
+            Some(Err(err)) => err,
+            None => return Err(VssError::internal("a pipelined statement did not finish")),
+        };
+        let statement = i.checked_sub(offset).and_then(|j| statements.get(j));
+        return Err(match statement {
+            Some(s) if s.sql == sql::CHECK_QUOTA && is_quota_failure(&err) => {
+                quota_refusal(&err, quota)
+            }
+            Some(PutStatement {
+                conflict: Some(conflict),
+                ..
+            }) if is_condition_failure(&err) => conflict.clone(),
+            _ => internal(err),
+        });
+    }
+    Ok(())
+}
+
+fn is_quota_failure(err: &tokio_postgres::Error) -> bool {
+    err.code().map(SqlState::code) == Some(sql::QUOTA_EXCEEDED)
+}
+
+/// The answer to a put `vss_require_quota` refused: its message carries the
+/// usage before and after, which vss-core's rule words.
+fn quota_refusal(err: &tokio_postgres::Error, quota: Quota) -> VssError {
+    let numbers: Option<Vec<u64>> = err
+        .as_db_error()
+        .map(|db| db.message().split(' ').map(str::parse).collect())
+        .and_then(Result::ok);
+    match numbers.as_deref() {
+        Some(&[bytes_before, keys_before, bytes, keys]) => {
+            let before = Usage {
+                bytes: bytes_before,
+                keys: keys_before,
+            };
+            let after = Usage { bytes, keys };
+            match quota.admit(before, after) {
+                Err(refusal) => refusal,
+                Ok(()) => VssError::internal(format!(
+                    "PostgreSQL refused a put that the quota admits ({before:?} to {after:?})"
+                )),
+            }
+        }
+        _ => internal_ref(err),
+    }
+}
+
+fn internal_ref(err: &tokio_postgres::Error) -> VssError {
+    VssError::internal(format!("PostgreSQL: {}", crate::error::describe(err)))
 }
 
 /// Runs futures concurrently, polling each for the first time in the given order.
@@ -329,95 +438,71 @@ impl KvStore for PostgresStore {
         Ok(GetObjectResponse { value: Some(value) })
     }
 
-    /// One round trip: a single statement when the put has one item (or only a
-    /// global version), else `BEGIN`, the statements and `COMMIT` pipelined.
     async fn put(
         &self,
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
+        self.put_with_quota(user, req, Quota::UNLIMITED).await
+    }
+
+    /// One round trip: `BEGIN`, the statements of `put_statements` and
+    /// `COMMIT`, pipelined (a put of a global version alone is one statement).
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
         let plan = validate::put(req, &self.limits)?;
-        let count =
-            plan.writes.len() + plan.deletes.len() + usize::from(plan.global_version.is_some());
-        if count == 0 {
+        if !items_changed(&plan) && plan.global_version.is_none() {
             return Ok(PutObjectResponse {});
         }
-        let alone = count == 1;
         let user_bytes = user.as_str().as_bytes();
-        let statements = put_statements(user_bytes, &plan, alone);
+        let statements = put_statements(user_bytes, &plan, quota);
         let client = self.client().await?;
-        let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
-        let prepared = prepare_all(&client, &texts).await?;
-
-        let mut futures: Vec<PgFuture<'_>> = Vec::with_capacity(statements.len() + 2);
-        if !alone {
-            futures.push(Box::pin(client.batch_execute("BEGIN")));
-        }
-        for statement in &statements {
-            let prepared = prepared
-                .get(statement.sql)
-                .ok_or_else(|| VssError::internal("statement missing after preparation"))?;
-            let params = statement
-                .params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync));
-            let client = &client;
-            futures.push(Box::pin(async move {
-                client.execute_raw(prepared, params).await.map(|_| ())
-            }));
-        }
-        if !alone {
-            futures.push(Box::pin(client.batch_execute("COMMIT")));
-        }
-        let results = run_in_order(futures).await;
-
-        // The first failure decides; the statements after it only failed because the
-        // transaction was already aborted, and COMMIT then rolled back.
-        let offset = usize::from(!alone);
-        for (i, result) in results.into_iter().enumerate() {
-            let err = match result {
-                Some(Ok(())) => continue,
-                Some(Err(err)) => err,
-                None => return Err(VssError::internal("a pipelined statement did not finish")),
-            };
-            let conflict = i
-                .checked_sub(offset)
-                .and_then(|j| statements.get(j))
-                .and_then(|s| s.conflict.clone());
-            return match conflict {
-                Some(conflict) if is_condition_failure(&err) => Err(conflict),
-                _ => Err(internal(err)),
-            };
-        }
+        run_statements(&client, &statements, quota).await?;
         Ok(PutObjectResponse {})
     }
 
-    /// One round trip: a single `DELETE`.
+    /// One round trip: `BEGIN`, the user's usage row, the `DELETE` (which
+    /// frees its usage) and `COMMIT`, pipelined.
     async fn delete(
         &self,
         user: &UserToken,
         req: DeleteObjectRequest,
     ) -> Result<DeleteObjectResponse, VssError> {
         let plan = validate::delete(req)?;
-        let client = self.client().await?;
         let user_bytes = user.as_str().as_bytes();
         let store = plan.store_id.as_bytes();
         let key = plan.key.as_bytes();
-        match plan.version {
-            None => {
-                let statement = prepare(&client, sql::DELETE_OBJECT).await?;
-                client
-                    .execute(&statement, &[&user_bytes, &store, &key])
-                    .await
-            }
-            Some(version) => {
-                let statement = prepare(&client, sql::DELETE_OBJECT_VERSION).await?;
-                client
-                    .execute(&statement, &[&user_bytes, &store, &key, &version])
-                    .await
-            }
-        }
-        .map_err(internal)?;
+        let delete = match plan.version {
+            None => PutStatement {
+                sql: sql::DELETE_OBJECT,
+                params: vec![Box::new(user_bytes), Box::new(store), Box::new(key)],
+                conflict: None,
+            },
+            Some(version) => PutStatement {
+                sql: sql::DELETE_OBJECT_VERSION,
+                params: vec![
+                    Box::new(user_bytes),
+                    Box::new(store),
+                    Box::new(key),
+                    Box::new(version),
+                ],
+                conflict: None,
+            },
+        };
+        let statements = [
+            PutStatement {
+                sql: sql::LOCK_USAGE,
+                params: vec![Box::new(user_bytes)],
+                conflict: None,
+            },
+            delete,
+        ];
+        let client = self.client().await?;
+        run_statements(&client, &statements, Quota::UNLIMITED).await?;
         Ok(DeleteObjectResponse {})
     }
 
@@ -596,39 +681,53 @@ mod tests {
             &StoreLimits::default(),
         )
         .unwrap();
-        let statements = put_statements(b"u", &plan, false);
+        let quota = Quota {
+            max_bytes: Some(10),
+            max_keys: None,
+        };
+        let statements = put_statements(b"u", &plan, quota);
         let texts: Vec<&str> = statements.iter().map(|s| s.sql).collect();
         assert_eq!(
             texts,
             [
+                sql::LOCK_USAGE,
                 sql::BUMP_GLOBAL_VERSION,
                 sql::NEXT_SEQUENCE,
                 sql::UPSERT_IN_PUT,          // a, request index 1
                 sql::UPDATE,                 // b
                 sql::DELETE_EXISTING_IN_PUT, // bb
                 sql::CREATE_IN_PUT,          // c, request index 0
+                sql::CHECK_QUOTA,
             ]
         );
-        assert!(statements[2].conflict.is_none());
-        assert!(statements[5].conflict.is_some());
+        assert!(statements[3].conflict.is_none());
+        assert!(statements[6].conflict.is_some());
     }
 
     #[test]
-    fn a_single_item_put_is_one_statement() {
-        let plan = validate::put(
-            PutObjectRequest {
-                store_id: "s".into(),
-                global_version: None,
-                transaction_items: vec![kv("k", -1)],
-                delete_items: vec![],
-            },
-            &StoreLimits::default(),
-        )
-        .unwrap();
-        let texts: Vec<&str> = put_statements(b"u", &plan, true)
-            .iter()
-            .map(|s| s.sql)
-            .collect();
-        assert_eq!(texts, [sql::UPSERT_ALONE]);
+    fn a_global_version_alone_is_one_statement_and_items_take_the_usage_first() {
+        let plan = |items: Vec<KeyValue>, global_version| {
+            validate::put(
+                PutObjectRequest {
+                    store_id: "s".into(),
+                    global_version,
+                    transaction_items: items,
+                    delete_items: vec![],
+                },
+                &StoreLimits::default(),
+            )
+            .unwrap()
+        };
+        let texts = |plan: &PutPlan| -> Vec<&str> {
+            put_statements(b"u", plan, Quota::UNLIMITED)
+                .iter()
+                .map(|s| s.sql)
+                .collect()
+        };
+        assert_eq!(texts(&plan(vec![], Some(0))), [sql::BUMP_GLOBAL_VERSION]);
+        assert_eq!(
+            texts(&plan(vec![kv("k", -1)], None)),
+            [sql::LOCK_USAGE, sql::NEXT_SEQUENCE, sql::UPSERT_IN_PUT]
+        );
     }
 }

@@ -4,8 +4,10 @@
 
 mod common;
 
+use bytes::Bytes;
 use vss_backend_postgres::{PostgresError, PostgresStore, MIGRATIONS_TABLE, SCHEMA_VERSION};
-use vss_core::KvStore;
+use vss_core::proto::{KeyValue, PutObjectRequest};
+use vss_core::{KvStore, Quota, UserToken, VssError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once_when_stores_open_concurrently() {
@@ -98,4 +100,77 @@ async fn a_missing_database_is_an_error_unless_creation_is_enabled() {
         matches!(err, PostgresError::Database(_)),
         "expected a database error, got {err:?}"
     );
+}
+
+/// Migration 4 counts the usage of data stored before it, exactly, and quotas
+/// judge puts by it from the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_counts_the_usage_of_data_already_stored() {
+    let Some(config) = common::fresh_config("VSS_TEST_POSTGRES_URL", "usage") else {
+        return;
+    };
+    let store = PostgresStore::connect(config.clone()).await.unwrap();
+    store.close().await.unwrap();
+    // Back to schema version 3, holding data written by that version.
+    let db = common::inspect(&config, &config.database).await;
+    db.batch_execute(&format!(
+        "DROP TABLE vss_usage;
+         DROP FUNCTION vss_recount_usage(), vss_require_quota(bigint, bigint, bigint, bigint, bigint, bigint);
+         DELETE FROM {MIGRATIONS_TABLE} WHERE version = 4;
+         INSERT INTO vss_objects (user_token, store_id, key, version, sequence, value) VALUES
+             ('alice', 's', 'a', 1, 1024, '\\x0102'),
+             ('alice', 't', convert_to('é', 'UTF8'), 3, 2048, '\\x'),
+             ('bob', 's', 'key', 1, 3072, decode(repeat('00', 1000), 'hex'));"
+    ))
+    .await
+    .unwrap();
+
+    let store = PostgresStore::connect(config.clone()).await.unwrap();
+    let usage = |user: &'static str| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT bytes, keys FROM vss_usage WHERE user_token = convert_to($1, 'UTF8')",
+                    &[&user],
+                )
+                .await
+                .unwrap();
+            (row.get::<_, i64>(0), row.get::<_, i64>(1))
+        }
+    };
+    // `a` and 2 bytes; `é` (2 bytes in UTF-8) and none.
+    assert_eq!(usage("alice").await, (5, 2));
+    assert_eq!(usage("bob").await, (1003, 1));
+
+    let alice = UserToken::new("alice").unwrap();
+    let put = |key: &str, len: usize| PutObjectRequest {
+        store_id: "s".into(),
+        global_version: None,
+        transaction_items: vec![KeyValue {
+            key: key.into(),
+            version: -1,
+            value: Bytes::from(vec![7; len]),
+        }],
+        delete_items: vec![],
+    };
+    let quota = Quota {
+        max_bytes: Some(10),
+        max_keys: None,
+    };
+    // 5 stored: `b` and 5 bytes reach 11, `b` and 4 bytes reach the limit.
+    let refused = store
+        .put_with_quota(&alice, put("b", 5), quota)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, VssError::QuotaExceeded(m) if m.contains("11") && m.contains("10")),
+        "{refused:?}"
+    );
+    store
+        .put_with_quota(&alice, put("b", 4), quota)
+        .await
+        .unwrap();
+    assert_eq!(usage("alice").await, (10, 3));
+    store.close().await.unwrap();
 }
