@@ -18,9 +18,11 @@ use clap::{CommandFactory, FromArgMatches};
 use vss_http::{HttpConfig, ServeOptions};
 
 pub mod auth;
+pub mod quota;
 
 pub use crate::settings::{ConfigError, Origin, Origins, Setting};
 pub use auth::{AuthConfig, AuthMethods, AuthSettings, JwtSettings, LnurlSettings, SigsSettings};
+pub use quota::QuotaSettings;
 
 use crate::backend::{self, BackendConfig, BackendSettings};
 use crate::settings::{self, parse, Sources, CONFIG_ARG, CONFIG_PATH_ARG};
@@ -61,6 +63,10 @@ pub struct Cli {
     /// Authentication.
     #[command(flatten)]
     pub auth: AuthSettings,
+
+    /// Per-user quotas.
+    #[command(flatten)]
+    pub quota: QuotaSettings,
 
     /// Logging.
     #[command(flatten)]
@@ -269,6 +275,8 @@ pub struct Config {
     pub backend: BackendConfig,
     /// How callers are authenticated.
     pub auth: AuthConfig,
+    /// Who may store how much (no limit by default).
+    pub quotas: vss_core::QuotaPolicy,
     /// Serve unauthenticated on a non-loopback address.
     pub allow_unauthenticated: bool,
     /// The tracing filter (a level or directives).
@@ -296,6 +304,7 @@ impl Default for Config {
             metrics_bind_address: None,
             backend: BackendConfig::default_for_build(),
             auth: AuthConfig::Unauthenticated,
+            quotas: vss_core::QuotaPolicy::default(),
             allow_unauthenticated: false,
             log_filter: DEFAULT_LOG_LEVEL.to_string(),
             log_file: None,
@@ -367,6 +376,7 @@ impl Config {
             metrics_bind_address: server.metrics_bind_address,
             backend: BackendConfig::from_settings(backend_name, cli.backends, &origins)?,
             auth,
+            quotas: quota::load(cli.quota, &origins)?,
             allow_unauthenticated: server.allow_unauthenticated,
             log_filter: Self::log_filter(&cli.log, &origins, env)?,
             log_file: cli.log.file,

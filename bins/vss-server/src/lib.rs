@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 use vss_auth::{JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
 use vss_core::metered::Metered;
 use vss_core::KvStore;
+use vss_core::Quotas;
 use vss_http::{Authorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
 
 pub use backend::BackendConfig;
@@ -67,6 +68,12 @@ pub enum ServerError {
     /// The backend could not be opened.
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// Quotas are configured over a store that does not enforce them.
+    #[error(
+        "quotas are configured (quota_config), but the {0} backend here does not enforce them: \
+         remove the quota settings or use a backend that enforces quotas"
+    )]
+    Quotas(&'static str),
     /// An address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -132,7 +139,22 @@ impl Server {
         store: Arc<dyn KvStore>,
         (authorizer, issuer): Auth,
     ) -> Result<Server, ServerError> {
-        let measured: Arc<dyn KvStore> = Arc::new(Metered::new(Arc::clone(&store)));
+        let limited = match Quotas::new(Arc::clone(&store), config.quotas.clone()) {
+            Ok(limited) => limited,
+            Err(_) => {
+                close_store(&store).await.ok();
+                return Err(ServerError::Quotas(config.backend.name()));
+            }
+        };
+        if !config.quotas.is_unlimited() {
+            tracing::info!(
+                max_bytes_per_user = ?config.quotas.default.max_bytes,
+                max_keys_per_user = ?config.quotas.default.max_keys,
+                overrides = config.quotas.users.len(),
+                "per-user quotas"
+            );
+        }
+        let measured: Arc<dyn KvStore> = Arc::new(Metered::new(limited));
         let mut service = VssService::new(measured, authorizer, config.http.clone());
         if let Some((path, issuer)) = issuer {
             service = match service.with_endpoint(&path, issuer) {
