@@ -227,6 +227,15 @@ async fn the_suite_passes_over_http_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_64_concurrent_large_puts_on_postgres() {
+    let Some(server) = test_server() else {
+        return;
+    };
+    let config = load_env(&env_for(&server, &fresh_database("quota")));
+    backend_support::quota_holds_under_concurrent_large_puts(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_test_passes_over_http_on_postgres() {
     let Some(server) = test_server() else {
         return;

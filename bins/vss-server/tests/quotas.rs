@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
+mod backend_support;
 mod common;
 
 use std::sync::Arc;
@@ -221,4 +222,19 @@ async fn quota_settings_and_the_overrides_file_are_read() {
     // Without settings nobody is limited.
     let open = Config::from_sources(["vss-server"], &|_| None).unwrap();
     assert!(open.quotas.is_unlimited());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_64_concurrent_large_puts_in_memory() {
+    backend_support::quota_holds_under_concurrent_large_puts(config(
+        vss_server::BackendConfig::Memory,
+    ))
+    .await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_64_concurrent_large_puts_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    backend_support::quota_holds_under_concurrent_large_puts(config(sqlite(dir.path()))).await;
 }

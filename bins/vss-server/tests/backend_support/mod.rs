@@ -180,3 +180,80 @@ pub async fn assert_start_fails_with(config: Config, backend: &str, causes: &[&s
         assert!(message.contains(cause), "lacks `{cause}`: {message}");
     }
 }
+
+/// One user's quota of 1 MiB under 64 concurrent puts of 100 KiB, through the
+/// server configured by `config` and a real client: exactly as many fit as
+/// the quota holds, the others are refused with the quota error (never
+/// INTERNAL), and the usage is exact: the bytes left are still writable, one
+/// byte more is not.
+pub async fn quota_holds_under_concurrent_large_puts(mut config: Config) {
+    use vss_client_ng::client::VssClient;
+    use vss_client_ng::error::VssError as ClientError;
+    use vss_client_ng::types::{KeyValue, ListKeyVersionsRequest, PutObjectRequest};
+
+    const QUOTA: u64 = 1 << 20;
+    const VALUE: usize = 100 << 10;
+    const PUTS: usize = 64;
+    config.quotas = vss_core::QuotaPolicy {
+        default: vss_core::Quota {
+            max_bytes: Some(QUOTA),
+            max_keys: None,
+        },
+        users: Default::default(),
+    };
+    let (running, _) = start_backend(config).await;
+    let client = Arc::new(VssClient::new(
+        running.url.clone(),
+        crate::common::client_policy(),
+    ));
+    let put = |key: String, len: usize| PutObjectRequest {
+        store_id: "wallet".into(),
+        global_version: None,
+        transaction_items: vec![KeyValue {
+            key,
+            version: 0,
+            value: vec![b'Q'; len],
+        }],
+        delete_items: vec![],
+    };
+    let racers: Vec<_> = (0..PUTS)
+        .map(|i| {
+            let client = client.clone();
+            let request = put(format!("k{i:02}"), VALUE);
+            tokio::spawn(async move { client.put_object(&request).await })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0u64, 0);
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(ClientError::InvalidRequestError(message)) if message.contains("quota") => {
+                refused += 1
+            }
+            Err(other) => panic!("a racing put failed otherwise than by the quota: {other:?}"),
+        }
+    }
+    // Each key is 3 bytes and its value 100 KiB.
+    let item = 3 + VALUE as u64;
+    assert_eq!(stored, QUOTA / item, "puts that fit the quota");
+    assert_eq!(refused, PUTS as u64 - stored);
+    let listed = client
+        .list_key_versions(&ListKeyVersionsRequest {
+            store_id: "wallet".into(),
+            key_prefix: None,
+            page_size: None,
+            page_token: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.key_versions.len() as u64, stored);
+    // What is left is exactly writable (a 1-byte key and the rest), and not a byte more.
+    let left = usize::try_from(QUOTA - stored * item - 1).unwrap();
+    client.put_object(&put("r".into(), left)).await.unwrap();
+    let over = client.put_object(&put("s".into(), 0)).await;
+    assert!(
+        matches!(&over, Err(ClientError::InvalidRequestError(m)) if m.contains(&QUOTA.to_string())),
+        "{over:?}"
+    );
+    running.stop().await;
+}
