@@ -19,10 +19,12 @@ use vss_http::{HttpConfig, ServeOptions};
 
 pub mod auth;
 pub mod quota;
+pub mod rate;
 
 pub use crate::settings::{ConfigError, Origin, Origins, Setting};
 pub use auth::{AuthConfig, AuthMethods, AuthSettings, JwtSettings, LnurlSettings, SigsSettings};
 pub use quota::QuotaSettings;
+pub use rate::RateLimitSettings;
 
 use crate::backend::{self, BackendConfig, BackendSettings};
 use crate::settings::{self, parse, Sources, CONFIG_ARG, CONFIG_PATH_ARG};
@@ -67,6 +69,10 @@ pub struct Cli {
     /// Per-user quotas.
     #[command(flatten)]
     pub quota: QuotaSettings,
+
+    /// Rate limits.
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
 
     /// Logging.
     #[command(flatten)]
@@ -351,7 +357,8 @@ impl Config {
             .with_base_path(&server.base_path)
             .map_err(ConfigError::Conflict)?
             .with_max_body_size(server.max_request_body_size)
-            .with_request_timeout(server.request_timeout);
+            .with_request_timeout(server.request_timeout)
+            .with_rate_limits(rate::load(&cli.rate_limit));
         let backend_name = choice.inferred.unwrap_or(server.backend);
         let max_connections = server
             .max_connections

@@ -161,7 +161,9 @@ async fn quotas_over_a_store_that_does_not_enforce_them_stop_startup() {
         ..StoreLimits::default()
     }));
     let refused = Server::start_with_store(quota_config(10), store).await;
-    let err = refused.err().expect("startup must fail");
+    let Err(err) = refused else {
+        panic!("startup must fail")
+    };
     assert!(matches!(err, ServerError::Quotas(_)), "{err}");
     assert!(err.to_string().contains("quota_config"), "{err}");
 }
@@ -237,4 +239,41 @@ async fn a_quota_holds_under_64_concurrent_large_puts_in_memory() {
 async fn a_quota_holds_under_64_concurrent_large_puts_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     backend_support::quota_holds_under_concurrent_large_puts(config(sqlite(dir.path()))).await;
+}
+
+#[test]
+fn rate_limit_settings_are_read_and_a_bad_proxy_is_named() {
+    let config = Config::from_sources(
+        [
+            "vss-server",
+            "--rate-limit-per-user-writes-per-sec",
+            "5",
+            "--rate-limit-trusted-proxies",
+            "10.0.0.0/8, 192.0.2.7",
+        ],
+        &|name| (name == "VSS_RATE_LIMIT_BURST_SECS").then(|| "3".to_string()),
+    )
+    .unwrap();
+    let limits = config.http.rate_limits();
+    let writes = limits.per_user_writes.unwrap();
+    assert_eq!((writes.per_second.get(), writes.burst.get()), (5, 15));
+    assert!(limits.per_ip_reads.is_none() && limits.per_user_reads.is_none());
+    assert_eq!(limits.trusted_proxies.len(), 2);
+    let err = Config::from_sources(
+        [
+            "vss-server",
+            "--rate-limit-trusted-proxies",
+            "10.0.0.0/8,lb",
+        ],
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--rate-limit-trusted-proxies") && err.contains("`lb`"),
+        "{err}"
+    );
+    // Off unless asked for.
+    let open = Config::from_sources(["vss-server"], &|_| None).unwrap();
+    assert!(!open.http.rate_limits().any());
 }

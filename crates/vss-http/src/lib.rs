@@ -22,6 +22,8 @@
 //!   [`READINESS_TIMEOUT`]; 503 otherwise, and once
 //!   [`VssService::begin_draining`] marks the start of shutdown).
 //! - Request ids ([`REQUEST_ID_HEADER`]) and [`measure`]: the request metrics.
+//! - [`limit`]: rate limits per client address (before authentication) and
+//!   per user (before the body is read), answered 429 with `Retry-After`.
 //!
 //! The request logic is in plain functions ([`Operation::from_path`],
 //! [`Operation::call`], [`read_body`], [`error_response`]) that tests call
@@ -50,6 +52,7 @@
 mod auth;
 mod body;
 mod endpoint;
+pub mod limit;
 pub mod measure;
 mod response;
 mod serve;
@@ -58,6 +61,7 @@ mod service;
 pub use auth::{bearer_token, Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
 pub use endpoint::Endpoint;
+pub use limit::{ClientAddr, Rate, RateLimits};
 pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{
     default_max_connections, default_max_connections_per_ip, serve, ServeOptions, ServeOutcome,

@@ -113,12 +113,13 @@ pub(crate) fn connection_closed(reason: &'static str) {
 }
 
 /// Outcomes the transport gives a request, besides `ok` and the error kinds.
-const TRANSPORT_OUTCOMES: [&str; 5] = [
+const TRANSPORT_OUTCOMES: [&str; 6] = [
     "too_large",
     "not_found",
     "method_not_allowed",
     "timeout",
     "panic",
+    "rate_limited",
 ];
 
 /// How a request ended, as the `outcome` label tells it.
@@ -145,6 +146,7 @@ impl Outcome {
                 // NO_SUCH_KEY is a 404 too; an unknown path is the invalid request one.
                 (StatusCode::NOT_FOUND, VssError::InvalidRequest(_)) => Outcome::Transport(1),
                 (StatusCode::METHOD_NOT_ALLOWED, _) => Outcome::Transport(2),
+                (StatusCode::TOO_MANY_REQUESTS, _) => Outcome::Transport(5),
                 (_, error) => Outcome::Error(error.kind_index()),
             },
         }

@@ -1,7 +1,7 @@
 //! Building responses: every one carries the protocol version header.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use prost::Message;
@@ -21,12 +21,19 @@ pub struct HttpError {
     pub status: StatusCode,
     /// The error sent as an `ErrorResponse`.
     pub error: VssError,
+    /// For a request over a rate limit (429): whole seconds to wait, sent as
+    /// `Retry-After`, and the error's message is then sent as it is.
+    pub retry_after: Option<u64>,
 }
 
 impl HttpError {
     /// An error answered with a status other than its protocol default.
     pub fn with_status(status: StatusCode, error: VssError) -> Self {
-        HttpError { status, error }
+        HttpError {
+            status,
+            error,
+            retry_after: None,
+        }
     }
 }
 
@@ -34,7 +41,7 @@ impl From<VssError> for HttpError {
     fn from(error: VssError) -> Self {
         let status =
             StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        HttpError { status, error }
+        HttpError::with_status(status, error)
     }
 }
 
@@ -46,8 +53,20 @@ pub fn protobuf_response(body: Bytes) -> Response<Full<Bytes>> {
 /// The error's status with its `ErrorResponse` body. Internal causes are not
 /// sent (see [`VssError::to_error_response`]).
 pub fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
-    let body = Bytes::from(err.error.to_error_response().encode_to_vec());
+    let mut wire = err.error.to_error_response();
+    if err.retry_after.is_some() {
+        // A rate limit's message says only when to come back: it may be sent.
+        if let VssError::Internal(message) = &err.error {
+            wire.message = message.clone();
+        }
+    }
+    let body = Bytes::from(wire.encode_to_vec());
     let mut response = with_headers(err.status, body);
+    if let Some(secs) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
     if err.status == StatusCode::METHOD_NOT_ALLOWED {
         response
             .headers_mut()

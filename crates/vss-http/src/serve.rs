@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::limit::ClientAddr;
 use crate::measure;
 use crate::VssService;
 
@@ -351,11 +352,15 @@ async fn serve_connection(
     }
     let opened = Instant::now();
     let activity = Arc::new(Activity::default());
+    let peer = stream.peer_addr().ok();
     let hyper_service = {
         let activity = Arc::clone(&activity);
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let service = service.clone();
             let activity = Arc::clone(&activity);
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(ClientAddr(peer));
+            }
             async move {
                 activity.start();
                 let response = service.handle(req).await;

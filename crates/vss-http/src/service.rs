@@ -14,6 +14,7 @@ use hyper::body::Body;
 use tracing::Instrument;
 use vss_core::{KvStore, VssError};
 
+use crate::limit::{ClientAddr, Limiters, RateLimits};
 use crate::measure as m;
 use crate::{
     error_response, protobuf_response, read_body, Authorizer, Endpoint, HttpError, Operation,
@@ -56,6 +57,7 @@ pub struct HttpConfig {
     base_path: String,
     max_body_size: usize,
     request_timeout: Duration,
+    rate_limits: RateLimits,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +66,7 @@ impl Default for HttpConfig {
             base_path: DEFAULT_BASE_PATH.to_string(),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -107,6 +110,17 @@ impl HttpConfig {
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
+
+    /// Rate limits per client address and per user (all off by default).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// The rate limits.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
+    }
 }
 
 fn normalize_base_path(path: &str) -> Result<String, String> {
@@ -141,6 +155,8 @@ struct Inner {
     readiness: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
     /// The request metrics' series.
     series: Arc<m::Series>,
+    /// The rate limiters, when any limit is on.
+    limiters: Option<Arc<Limiters>>,
 }
 
 impl VssService {
@@ -154,12 +170,13 @@ impl VssService {
             inner: Arc::new(Inner {
                 store,
                 authorizer,
-                config,
                 endpoints: Vec::new(),
                 vss_calls: true,
                 draining: Arc::new(AtomicBool::new(false)),
                 readiness: Arc::new(tokio::sync::Mutex::new(None)),
                 series: Arc::default(),
+                limiters: Limiters::new(config.rate_limits()).map(Arc::new),
+                config,
             }),
         }
     }
@@ -461,8 +478,17 @@ impl VssService {
             ));
         }
         let (parts, body) = req.into_parts();
+        let write = matches!(operation, Operation::PutObjects | Operation::DeleteObject);
+        // The client's budget before any work for it, the user's once known.
+        if let Some(limiters) = &self.inner.limiters {
+            let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            limiters.check_client(peer, &parts.headers, write)?;
+        }
         // Authorize on the headers first: an unauthenticated caller never gets a body read.
         let user = self.inner.authorizer.authorize(&parts.headers).await?;
+        if let Some(limiters) = &self.inner.limiters {
+            limiters.check_user(&user, write)?;
+        }
         let body = read_body(body, self.config().max_body_size()).await?;
         *request_bytes = body.len();
         Ok(operation.call(&*self.inner.store, &user, body).await?)
