@@ -48,7 +48,10 @@ pub struct RedisConfig {
     /// token that resumes after the scanned entries) instead of unbounded work.
     /// Must exceed `limits.max_page_size`. Default 1000.
     pub list_scan_limit: usize,
-    /// What the store declares to clients (items per put, page sizes).
+    /// What the store declares to clients (items per put, page sizes). The
+    /// store lowers `max_value_size` to what the server takes, and sets
+    /// `enforces_quotas` itself (true on a standalone server, false on Redis
+    /// Cluster), whatever is given here.
     pub limits: StoreLimits,
 }
 

@@ -170,7 +170,7 @@ where
 }
 
 /// The value of `name:value` in an INFO reply.
-fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == name).then(|| value.trim())

@@ -23,9 +23,20 @@
 //! | `s`          | the last creation sequence handed out             |
 //! | `v` + key    | the key's version, as a decimal string            |
 //! | `d` + key    | the key's value, raw bytes                        |
+//! | `c`          | `1` once the store's data is in its user's usage  |
 //!
 //! Members of the sorted set are the raw client keys; scores are creation
 //! sequences (exact as `f64` up to 2^53, far beyond any store's life).
+//!
+//! Each user also has a usage hash, with a tag of its own (the user's hex
+//! alone, without a `.`, so it never equals a store's tag):
+//!
+//! ```text
+//! <namespace>:{<hex(user_token)>}:u   hash: bytes, keys
+//! ```
+//!
+//! and each namespace one marker, set once every store written before usage
+//! was kept has been counted: `<namespace>:usage-counted`.
 
 use vss_core::UserToken;
 
@@ -37,31 +48,101 @@ pub(crate) fn valid_namespace(namespace: &str) -> bool {
     !namespace.contains(['{', '}'])
 }
 
-/// The two Redis keys of one store.
+/// The two Redis keys of one store, and its user's usage hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoreKeys {
     /// The hash of versions, values and counters.
     pub hash: Vec<u8>,
     /// The sorted set ordering keys by creation sequence.
     pub order: Vec<u8>,
+    /// The usage hash of the store's user (in another cluster slot).
+    pub usage: Vec<u8>,
 }
 
 impl StoreKeys {
     pub(crate) fn new(namespace: &str, user: &UserToken, store_id: &str) -> Self {
-        let mut base =
-            Vec::with_capacity(namespace.len() + 4 + 2 * (user.as_str().len() + store_id.len()));
-        base.extend_from_slice(namespace.as_bytes());
+        let mut user_hex = Vec::with_capacity(2 * user.as_str().len());
+        push_hex(&mut user_hex, user.as_str().as_bytes());
+        let mut store_hex = Vec::with_capacity(2 * store_id.len());
+        push_hex(&mut store_hex, store_id.as_bytes());
+        Self::from_hex(namespace.as_bytes(), &user_hex, &store_hex)
+    }
+
+    fn from_hex(namespace: &[u8], user_hex: &[u8], store_hex: &[u8]) -> Self {
+        let mut base = Vec::with_capacity(namespace.len() + 4 + user_hex.len() + store_hex.len());
+        base.extend_from_slice(namespace);
         base.extend_from_slice(b":{");
-        push_hex(&mut base, user.as_str().as_bytes());
+        base.extend_from_slice(user_hex);
         base.push(b'.');
-        push_hex(&mut base, store_id.as_bytes());
+        base.extend_from_slice(store_hex);
         base.push(b'}');
         let mut hash = base.clone();
         hash.extend_from_slice(b":h");
         let mut order = base;
         order.extend_from_slice(b":z");
-        StoreKeys { hash, order }
+        StoreKeys {
+            hash,
+            order,
+            usage: usage_key_from_hex(namespace, user_hex),
+        }
     }
+
+    /// The keys of the store whose hash is `hash`, a key this module made in
+    /// `namespace`; `None` for any other key (for keys a `SCAN` found).
+    pub(crate) fn from_hash_key(namespace: &str, hash: &[u8]) -> Option<Self> {
+        let tag = hash
+            .strip_prefix(namespace.as_bytes())?
+            .strip_prefix(b":{")?
+            .strip_suffix(b"}:h")?;
+        let dot = tag.iter().position(|&b| b == b'.')?;
+        let (user_hex, store_hex) = (&tag[..dot], &tag[dot + 1..]);
+        let is_hex = |h: &[u8]| {
+            h.len().is_multiple_of(2) && h.iter().all(|b| b"0123456789abcdef".contains(b))
+        };
+        if user_hex.is_empty() || !is_hex(user_hex) || !is_hex(store_hex) {
+            return None;
+        }
+        Some(Self::from_hex(namespace.as_bytes(), user_hex, store_hex))
+    }
+}
+
+/// The usage hash of `user`: `<namespace>:{<hex(user)>}:u`.
+pub(crate) fn usage_key(namespace: &str, user: &UserToken) -> Vec<u8> {
+    let mut user_hex = Vec::with_capacity(2 * user.as_str().len());
+    push_hex(&mut user_hex, user.as_str().as_bytes());
+    usage_key_from_hex(namespace.as_bytes(), &user_hex)
+}
+
+fn usage_key_from_hex(namespace: &[u8], user_hex: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(namespace.len() + 5 + user_hex.len());
+    key.extend_from_slice(namespace);
+    key.extend_from_slice(b":{");
+    key.extend_from_slice(user_hex);
+    key.extend_from_slice(b"}:u");
+    key
+}
+
+/// The key that marks a namespace whose stores written before usage was kept
+/// have all been counted.
+pub(crate) fn usage_marker(namespace: &str) -> Vec<u8> {
+    let mut key = namespace.as_bytes().to_vec();
+    key.extend_from_slice(b":usage-counted");
+    key
+}
+
+/// A `SCAN` pattern matching the hash of every store in `namespace` (and
+/// maybe other keys, which [`StoreKeys::from_hash_key`] tells apart).
+pub(crate) fn store_hash_pattern(namespace: &str) -> Vec<u8> {
+    let mut pattern = Vec::with_capacity(namespace.len() + 8);
+    for &b in namespace.as_bytes() {
+        // Glob metacharacters of the namespace match only themselves.
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(b);
+    }
+    pattern.extend_from_slice(b":{*}:h");
+    pattern
 }
 
 /// The hash field holding `key`'s version.
@@ -111,8 +192,49 @@ mod tests {
         let keys = StoreKeys::new("vss", &user("ab"), "");
         assert_eq!(keys.hash, b"vss:{6162.}:h");
         assert_eq!(keys.order, b"vss:{6162.}:z");
+        assert_eq!(keys.usage, b"vss:{6162}:u");
+        assert_eq!(keys.usage, usage_key("vss", &user("ab")));
         let keys = StoreKeys::new("vss", &user("}{"), "s:");
         assert_eq!(keys.hash, b"vss:{7d7b.733a}:h");
+        assert_eq!(usage_marker("vss"), b"vss:usage-counted");
+    }
+
+    #[test]
+    fn a_usage_key_never_shares_a_store_tag() {
+        // A store's tag always has a `.`, a user's never: no user's usage hash
+        // meets a store, whatever the names.
+        for (u, s) in [("a", ""), ("ab", "c"), ("a.b", ""), ("x", ".")] {
+            let keys = StoreKeys::new("ns", &user(u), s);
+            let store_tag = hash_tag(&keys.hash).unwrap();
+            let usage_tag = hash_tag(&keys.usage).unwrap();
+            assert_ne!(store_tag, usage_tag);
+            assert!(!usage_tag.contains(&b'.'));
+        }
+    }
+
+    #[test]
+    fn scanned_hash_keys_give_back_their_store() {
+        for (u, s) in [("ab", ""), ("}{", "s:"), ("a.b", "c.d")] {
+            let keys = StoreKeys::new("vss:p", &user(u), s);
+            assert_eq!(StoreKeys::from_hash_key("vss:p", &keys.hash), Some(keys));
+        }
+        for other in [
+            &b"vss:p:{6162.}:z"[..],
+            b"vss:p:{6162}:u",
+            b"vss:p:{.61}:h",
+            b"vss:p:{616.}:h",
+            b"vss:p:{6G62.}:h",
+            b"vss:p:{6162.}:h:x",
+            b"vss:q:{6162.}:h",
+            b"vss:p:usage-counted",
+        ] {
+            assert_eq!(StoreKeys::from_hash_key("vss:p", other), None, "{other:?}");
+        }
+        assert_eq!(store_hash_pattern("vss"), b"vss:{*}:h");
+        assert_eq!(
+            store_hash_pattern("a*b?[c]\\"),
+            b"a\\*b\\?\\[c\\]\\\\:{*}:h"
+        );
     }
 
     #[test]

@@ -45,10 +45,22 @@
 //! | `s`        | the last creation sequence handed out in this store           |
 //! | `v` + key  | the key's version, a decimal string                           |
 //! | `d` + key  | the key's value, raw bytes                                    |
+//! | `c`        | `1` once the store's data is counted in its user's usage      |
 //!
 //! The sorted set has every key as a member, scored by its creation sequence.
 //! Sequences come from `HINCRBY … s 1`, so they strictly increase per store
 //! and are never reused; a score is an `f64`, exact up to 2^53 keys created.
+//!
+//! On a standalone server (not Redis Cluster) each user also has a usage hash,
+//! and each namespace a marker (see [Quotas](#quotas)):
+//!
+//! ```text
+//! <namespace>:{<hex(user_token)>}:u     hash: bytes, keys
+//! <namespace>:usage-counted             string: every store is counted
+//! ```
+//!
+//! The usage hash's tag is the user's hex alone; a store's tag always holds a
+//! `.`, so the two never meet.
 //!
 //! ## Scripts
 //!
@@ -58,12 +70,16 @@
 //! not run.
 //!
 //! - **put** (`#!lua`): checks the global version, every written item's version
-//!   condition and every deleted item's existence and version, and only then
-//!   applies every write (a new key takes the next creation sequence and
-//!   enters the sorted set; an update keeps its place), every delete, and the
-//!   new global version. The shebang makes Redis refuse the whole script up
-//!   front when it is out of memory, so a put is never half applied.
-//! - **delete** (`#!lua`): the idempotent `deleteObject`.
+//!   condition and every deleted item's existence and version, then the
+//!   quota (see [Quotas](#quotas)), and only then applies every write (a new
+//!   key takes the next creation sequence and enters the sorted set; an update
+//!   keeps its place), every delete, the new global version and the user's new
+//!   usage. The shebang makes Redis refuse the whole script up front when it
+//!   is out of memory, so a put is never half applied.
+//! - **delete** (`#!lua`): the idempotent `deleteObject`; what it deletes is
+//!   taken off the user's usage.
+//! - **count** (`#!lua`): counts stores written before usage was kept (the
+//!   startup pass, see [Quotas](#quotas)).
 //! - **list** (`#!lua flags=no-writes`): reads the global version, then walks
 //!   the sorted set newest first below the page token's sequence, keeping keys
 //!   that start with the literal prefix, and reads their versions, all in one
@@ -76,6 +92,78 @@
 //!
 //! Versions are compared as the decimal strings this backend wrote, so no
 //! precision is lost to Lua's floating-point numbers.
+//!
+//! ## Quotas
+//!
+//! On a standalone Redis (or the primary a Sentinel setup points at) the
+//! store enforces quotas ([`vss_core::StoreLimits::enforces_quotas`]): every
+//! put and delete script also gets the user's usage hash as a key, and in the
+//! same atomic run as the write it reads the usage, works out the usage after
+//! the put (each key counts its length plus its value's; the global version
+//! nothing), lets the quota judge (after the version checks, so a CONFLICT
+//! wins), and writes the new usage with the data, or nothing at all. Usage is
+//! kept this way by every write, with or without a quota, and by
+//! `deleteObject`, so it stays exact without ever scanning a user's data on a
+//! request. It is the usage hash's fields `bytes` and `keys`;
+//! [`RedisStore::usage`] reads it. (Lua compares numbers as `f64`, exact below
+//! 2^53, so a limit at or above 2^53 is sent as no limit; no usage gets near.)
+//!
+//! **Not on Redis Cluster.** A user's stores are spread over the cluster by
+//! their `(user, store)` hash tags, so no key can share a slot with all of
+//! them, and Redis Cluster refuses a script whose keys are in different slots.
+//! Checking a quota there would take the usage of several slots in one atomic
+//! step, which Redis Cluster cannot do (and a tag per user instead would change
+//! where every existing store lives). So on `redis-cluster://` (and on a
+//! cluster node reached with a plain URL, which `INFO cluster` tells) the
+//! scripts get no usage key and behave exactly as before quotas, the store
+//! declares `enforces_quotas = false`, a put that carries a quota fails with
+//! an internal error, and [`vss_core::Quotas::new`] refuses the store, so a
+//! server configured with quotas does not start. Use a standalone Redis for
+//! quotas.
+//!
+//! **Data written before usage was kept** (by an earlier version of this
+//! backend) has no usage hash, and its stores no `c` flag. It is counted once,
+//! exactly, and never twice:
+//!
+//! - Every write script meets its store first: when the store is not flagged,
+//!   the script adds the store's data (its keys, and the `HSTRLEN` of their
+//!   values) to the usage it judges, and, when the write goes through, to the
+//!   stored usage, and flags the store, in the same atomic run. A refused put
+//!   writes nothing, not even that count.
+//! - A quota must also see the user's stores that no write touches, so the
+//!   first [`RedisStore::connect`] to a namespace walks every store hash with
+//!   `SCAN` and runs the count script on each (it counts and flags a store
+//!   unless it is flagged, atomically: whether the pass or a write gets to a
+//!   store first, the other sees the flag). Then it sets the namespace's marker
+//!   `<namespace>:usage-counted`, and later starts skip the walk. It is logged
+//!   at info; in a test, 2000 small stores took about 0.1 s (a store costs in
+//!   proportion to its keys, and a script call counts 32 stores).
+//!
+//! `connect` returns only after the pass, so a server serves no request, and
+//! judges no quota, before every store that existed when the pass began is
+//! counted; stores created since are flagged when created. Instances that
+//! start together each run the pass; that is safe, since counting a store is
+//! idempotent. Two cases are outside this: an **older version of this
+//! backend** writing to the same Redis (during a rolling upgrade) does not keep
+//! usage, so its writes after the pass leave usage off, and stores it creates
+//! are counted only when this version first writes to them; upgrade every
+//! instance before giving users quotas. And **restores**: a whole backup
+//! restored into an empty Redis needs nothing (one taken by this version
+//! carries its usage, flags and marker; an older one has none of them and is
+//! counted at the next start), but old stores copied into a namespace that
+//! has its marker are only counted when first written to; delete the marker,
+//! with the servers stopped, to have the next start count them.
+//!
+//! ## Largest value
+//!
+//! A value travels as one argument of `EVALSHA`, which Redis takes up to
+//! `proto-max-bulk-len` bytes (512 MiB by default). At connect the store reads
+//! it (`CONFIG GET`, on every primary of a cluster, the smallest) and declares
+//! it, capped at 512 MiB (Redis's largest string), as
+//! [`vss_core::StoreLimits::max_value_size`], so a bigger value is refused
+//! with TOO_LARGE before anything is sent; a smaller `max_value_size` in
+//! [`RedisConfig::limits`] wins. Where `CONFIG` is denied it declares
+//! [`MAX_VALUE_SIZE_WITHOUT_CONFIG`] and says so at info.
 //!
 //! ## Failures
 //!
@@ -113,7 +201,8 @@ mod durability;
 mod error;
 mod keys;
 mod store;
+mod usage;
 
 pub use config::{redact_url, RedisConfig};
 pub use error::RedisError;
-pub use store::{describe_metrics, RedisStore, RECONNECTS_TOTAL};
+pub use store::{describe_metrics, RedisStore, MAX_VALUE_SIZE_WITHOUT_CONFIG, RECONNECTS_TOTAL};

@@ -1,27 +1,58 @@
 //! [`RedisStore`]: the [`KvStore`] on Redis.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, HashesInterface};
+use fred::interfaces::{
+    ClientLike, ClusterInterface, ConfigInterface, EventInterface, HashesInterface,
+};
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::scripts::Script;
-use fred::types::{Key, Value};
+use fred::types::{InfoKind, Key, Value};
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, WriteCondition};
-use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+use vss_core::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 use crate::config::redact_url;
 use crate::durability;
 use crate::keys::{self, StoreKeys};
-use crate::{RedisConfig, RedisError};
+use crate::{usage, RedisConfig, RedisError};
 
-const PUT_LUA: &str = include_str!("lua/put.lua");
-const DELETE_LUA: &str = include_str!("lua/delete.lua");
+// The scripts that write share usage.lua; the shebang must be the first line.
+const PUT_LUA: &str = concat!(
+    "#!lua\n",
+    include_str!("lua/usage.lua"),
+    include_str!("lua/put.lua")
+);
+const DELETE_LUA: &str = concat!(
+    "#!lua\n",
+    include_str!("lua/usage.lua"),
+    include_str!("lua/delete.lua")
+);
+const COUNT_LUA: &str = concat!(
+    "#!lua\n",
+    include_str!("lua/usage.lua"),
+    include_str!("lua/count.lua")
+);
 const LIST_LUA: &str = include_str!("lua/list.lua");
+
+/// The largest value a store declares ([`StoreLimits::max_value_size`]) when
+/// the server's `proto-max-bulk-len` cannot be read (`CONFIG GET` denied, as
+/// on many managed services): Redis's default of 512 MiB, less 1 MiB of
+/// headroom in case the service set it a little lower.
+pub const MAX_VALUE_SIZE_WITHOUT_CONFIG: usize = (512 << 20) - (1 << 20);
+
+/// Redis strings hold at most 512 MiB, whatever `proto-max-bulk-len` allows.
+const REDIS_STRING_MAX: u64 = 512 << 20;
+
+/// Quota limits at or above this are sent as no limit: Lua compares numbers
+/// as `f64`, exact below 2^53, and no usage comes near it.
+const LARGEST_EXACT_LIMIT: u64 = 1 << 53;
 
 /// A VSS store on Redis (or Valkey), 7.0 or newer.
 ///
@@ -35,6 +66,8 @@ pub struct RedisStore {
     put_script: Script,
     delete_script: Script,
     list_script: Script,
+    /// Whether users' usage is kept (a standalone server), so that quotas work.
+    keeps_usage: bool,
     durability_warnings: Vec<String>,
 }
 
@@ -61,7 +94,10 @@ pub fn describe_metrics() {
 }
 
 impl RedisStore {
-    /// Connects, runs the durability guard and loads the Lua scripts.
+    /// Connects, runs the durability guard, reads the largest value the
+    /// server takes, loads the Lua scripts and, on a standalone server the
+    /// first time, counts the usage of data written before usage was kept
+    /// (see the crate docs, "Quotas"): it returns once every store is counted.
     ///
     /// Fails when Redis cannot be reached, when the configuration is unusable,
     /// or with [`RedisError::NotDurable`] when the server could lose
@@ -101,14 +137,25 @@ impl RedisStore {
             }
         };
 
+        // Usage lives in a key of its own per user, in another cluster slot
+        // than the stores: only a standalone server runs such scripts.
+        let keeps_usage = runs_cross_slot_scripts(&pool).await;
+        let max_value_size = server_max_value_size(&pool).await;
+        let limits = StoreLimits {
+            max_value_size: config.limits.max_value_size.min(max_value_size),
+            enforces_quotas: keeps_usage,
+            ..config.limits
+        };
+
         let store = RedisStore {
             pool,
             namespace: config.namespace,
             list_scan_limit: config.list_scan_limit,
-            limits: config.limits,
+            limits,
             put_script: Script::from_lua(PUT_LUA),
             delete_script: Script::from_lua(DELETE_LUA),
             list_script: Script::from_lua(LIST_LUA),
+            keeps_usage,
             durability_warnings,
         };
         for script in [&store.put_script, &store.delete_script, &store.list_script] {
@@ -120,7 +167,45 @@ impl RedisStore {
                 });
             }
         }
+        if keeps_usage {
+            let count_script = Script::from_lua(COUNT_LUA);
+            if let Err(e) =
+                usage::count_existing(&store.pool, &store.namespace, &count_script).await
+            {
+                let _ = store.pool.quit().await;
+                return Err(e);
+            }
+        }
         Ok(store)
+    }
+
+    /// The usage of `user` over all their stores, as kept for quotas: bytes
+    /// of keys plus values, and keys. `None` on Redis Cluster, where usage is
+    /// not kept.
+    pub async fn usage(&self, user: &UserToken) -> Result<Option<Usage>, VssError> {
+        if !self.keeps_usage {
+            return Ok(None);
+        }
+        let answer: Value = self
+            .pool
+            .hmget(
+                Bytes::from(keys::usage_key(&self.namespace, user)),
+                vec!["bytes", "keys"],
+            )
+            .await
+            .map_err(|e| VssError::internal(format!("redis usage: {e}")))?;
+        let mut parts = array(answer, "usage")?.into_iter();
+        let mut field = |what| -> Result<u64, VssError> {
+            match next(&mut parts, "usage")? {
+                Value::Null => Ok(0),
+                // Never below zero, as the scripts read it.
+                stored => Ok(u64::try_from(decimal(stored, what)?).unwrap_or(0)),
+            }
+        };
+        Ok(Some(Usage {
+            bytes: field("usage bytes")?,
+            keys: field("usage keys")?,
+        }))
     }
 
     /// What the durability guard warned about at startup (also logged), empty
@@ -133,19 +218,28 @@ impl RedisStore {
         StoreKeys::new(&self.namespace, user, store_id)
     }
 
+    /// The KEYS of a script on one store: its hash and sorted set, then,
+    /// for a script that writes and when usage is kept, the user's usage hash.
+    fn script_keys(&self, keys: StoreKeys, writes: bool) -> Vec<Key> {
+        let mut redis_keys = vec![
+            Key::from(Bytes::from(keys.hash)),
+            Key::from(Bytes::from(keys.order)),
+        ];
+        if writes && self.keeps_usage {
+            redis_keys.push(Key::from(Bytes::from(keys.usage)));
+        }
+        redis_keys
+    }
+
     /// Runs a script by SHA, loading it again when the server answers NOSCRIPT
     /// (after a restart or `SCRIPT FLUSH`).
     async fn run(
         &self,
         script: &Script,
         what: &'static str,
-        keys: StoreKeys,
+        redis_keys: Vec<Key>,
         args: Vec<Value>,
     ) -> Result<Value, VssError> {
-        let redis_keys = vec![
-            Key::from(Bytes::from(keys.hash)),
-            Key::from(Bytes::from(keys.order)),
-        ];
         script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), redis_keys, args)
             .await
@@ -259,6 +353,79 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         .with_no_client_auth())
 }
 
+/// Whether scripts may touch keys of different cluster slots: not on Redis
+/// Cluster, whether reached as one or, through a plain URL, as one of its
+/// nodes (`INFO cluster` says `cluster_enabled:1`).
+async fn runs_cross_slot_scripts(pool: &Pool) -> bool {
+    let client = pool.next();
+    if client.is_clustered() {
+        return false;
+    }
+    match client.info::<String>(Some(InfoKind::Cluster)).await {
+        Ok(info) if durability::info_field(&info, "cluster_enabled") == Some("1") => {
+            tracing::warn!(
+                "this Redis runs in cluster mode but the URL is not a redis-cluster:// one; \
+                 keeping no usage, so quotas are off"
+            );
+            false
+        }
+        Ok(_) => true,
+        Err(e) => {
+            tracing::info!("cannot read INFO cluster ({e}); taking the server as standalone");
+            true
+        }
+    }
+}
+
+/// The largest value every primary takes: the smallest `proto-max-bulk-len`
+/// (a value is one bulk argument of `EVALSHA`, and Redis takes one of exactly
+/// that length), and at most [`REDIS_STRING_MAX`]. When a server does not
+/// answer `CONFIG GET`, [`MAX_VALUE_SIZE_WITHOUT_CONFIG`], logged at info.
+async fn server_max_value_size(pool: &Pool) -> usize {
+    async fn read<C: ConfigInterface + Sync>(client: &C) -> Result<u64, String> {
+        let mut answer: HashMap<String, String> = client
+            .config_get("proto-max-bulk-len")
+            .await
+            .map_err(|e| e.to_string())?;
+        let value = answer
+            .remove("proto-max-bulk-len")
+            .ok_or("no proto-max-bulk-len in the answer")?;
+        value
+            .trim()
+            .parse()
+            .map_err(|_| format!("proto-max-bulk-len `{value}` is not a number"))
+    }
+
+    let client = pool.next();
+    let answers = if client.is_clustered() {
+        let nodes = client
+            .cached_cluster_state()
+            .map(|state| state.unique_primary_nodes())
+            .unwrap_or_default();
+        let mut answers = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            answers.push(read(&client.with_cluster_node(node)).await);
+        }
+        answers
+    } else {
+        vec![read(client).await]
+    };
+    let mut max = REDIS_STRING_MAX;
+    for answer in answers {
+        match answer {
+            Ok(limit) => max = max.min(limit),
+            Err(e) => {
+                tracing::info!(
+                    "cannot read the server's proto-max-bulk-len ({e}); values are limited to \
+                     {MAX_VALUE_SIZE_WITHOUT_CONFIG} bytes"
+                );
+                return MAX_VALUE_SIZE_WITHOUT_CONFIG;
+            }
+        }
+    }
+    usize::try_from(max).unwrap_or(usize::MAX)
+}
+
 /// Reads every primary's persistence settings; refuses volatile servers unless allowed.
 async fn guard(pool: &Pool, allow_volatile: bool) -> Result<Vec<String>, RedisError> {
     let client = pool.next();
@@ -369,10 +536,25 @@ impl KvStore for RedisStore {
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
+        self.put_with_quota(user, req, Quota::UNLIMITED).await
+    }
+
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
+        if !self.keeps_usage && !quota.is_unlimited() {
+            return Err(VssError::internal(
+                "a put carries a quota, but quotas need a standalone Redis: on Redis Cluster a \
+                 user's usage and their stores are in different slots",
+            ));
+        }
         let plan = validate::put(req, &self.limits)?;
         let keys = self.keys(user, &plan.store_id);
 
-        let mut args = Vec::with_capacity(4 + 5 * plan.writes.len() + 3 * plan.deletes.len());
+        let mut args = Vec::with_capacity(6 + 5 * plan.writes.len() + 3 * plan.deletes.len());
         match plan.global_version {
             Some(expected) => {
                 args.push(Value::from(expected.to_string()));
@@ -385,6 +567,8 @@ impl KvStore for RedisStore {
         }
         args.push(Value::from(plan.writes.len().to_string()));
         args.push(Value::from(plan.deletes.len().to_string()));
+        args.push(limit_arg(quota.max_bytes));
+        args.push(limit_arg(quota.max_keys));
         for write in &plan.writes {
             let (condition, expected) = match write.condition {
                 WriteCondition::MustNotExist => ("n", String::new()),
@@ -407,7 +591,9 @@ impl KvStore for RedisStore {
             args.push(Value::from(expected));
         }
 
-        let answer = self.run(&self.put_script, "put", keys, args).await?;
+        let answer = self
+            .run(&self.put_script, "put", self.script_keys(keys, true), args)
+            .await?;
         let mut parts = array(answer, "put")?.into_iter();
         let outcome = parts.next().map(|v| text(v, "put outcome")).transpose()?;
         match outcome.as_deref() {
@@ -430,6 +616,21 @@ impl KvStore for RedisStore {
                     None => Err(VssError::internal("redis put: bad delete index")),
                 }
             }
+            Some("q") => {
+                let mut usage = || -> Result<Usage, VssError> {
+                    Ok(Usage {
+                        bytes: measure(next(&mut parts, "put")?)?,
+                        keys: measure(next(&mut parts, "put")?)?,
+                    })
+                };
+                let (before, after) = (usage()?, usage()?);
+                // The script judged by the same rule; admit builds the message.
+                quota.admit(before, after)?;
+                Err(VssError::internal(format!(
+                    "redis put: the script refused a put the quota admits \
+                     ({before:?} to {after:?} under {quota:?})"
+                )))
+            }
             _ => Err(VssError::internal(format!(
                 "redis put: unexpected outcome {outcome:?}"
             ))),
@@ -445,7 +646,14 @@ impl KvStore for RedisStore {
         let keys = self.keys(user, &plan.store_id);
         let expected = plan.version.map(|v| v.to_string()).unwrap_or_default();
         let args = vec![Value::from(plan.key.as_str()), Value::from(expected)];
-        let answer = self.run(&self.delete_script, "delete", keys, args).await?;
+        let answer = self
+            .run(
+                &self.delete_script,
+                "delete",
+                self.script_keys(keys, true),
+                args,
+            )
+            .await?;
         match answer {
             Value::Integer(0 | 1) => Ok(DeleteObjectResponse {}),
             other => Err(VssError::internal(format!(
@@ -472,7 +680,14 @@ impl KvStore for RedisStore {
             Value::from(wanted.to_string()),
             Value::from(self.list_scan_limit.to_string()),
         ];
-        let answer = self.run(&self.list_script, "list", keys, args).await?;
+        let answer = self
+            .run(
+                &self.list_script,
+                "list",
+                self.script_keys(keys, false),
+                args,
+            )
+            .await?;
         let mut parts = array(answer, "list")?.into_iter();
         let global_version = decimal(next(&mut parts, "list")?, "global version")?;
         let stopped_at = text(next(&mut parts, "list")?, "list position")?;
@@ -558,6 +773,20 @@ fn decimal(value: Value, what: &str) -> Result<i64, VssError> {
                 .map_err(|_| VssError::internal(format!("redis: {what} `{s}` is not an integer")))
         }
     }
+}
+
+/// A quota limit as the put script takes it: a decimal, or `''` for none.
+fn limit_arg(limit: Option<u64>) -> Value {
+    match limit {
+        Some(max) if max < LARGEST_EXACT_LIMIT => Value::from(max.to_string()),
+        _ => Value::from(""),
+    }
+}
+
+/// A usage measure from a script: a decimal that is never negative.
+fn measure(value: Value) -> Result<u64, VssError> {
+    let n = decimal(value, "usage")?;
+    u64::try_from(n).map_err(|_| VssError::internal(format!("redis: negative usage {n}")))
 }
 
 /// A 1-based index from a script, as a 0-based one.
