@@ -36,6 +36,8 @@ pub const CONFIG_FILE_ENV: &str = "VSS_CONFIG_FILE";
 pub const DEFAULT_BIND_ADDRESS: &str = "127.0.0.1:8080";
 /// The default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// The default wait of a request for its share of the body budget.
+pub const DEFAULT_BODY_BUDGET_WAIT: Duration = Duration::from_secs(10);
 /// The default wait for in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -101,6 +103,17 @@ pub struct ServerSettings {
           env = "VSS_MAX_REQUEST_BODY_SIZE", value_name = "BYTES", default_value = "1073741824",
           value_parser = body_size)]
     pub max_request_body_size: usize,
+
+    /// Bytes of request bodies in flight at once (a memory budget); a request waits for its share, 0 turns the budget off [default: a quarter of the memory]
+    #[arg(id = "server_config.max_body_bytes_in_flight", long = "max-body-bytes-in-flight",
+          env = "VSS_MAX_BODY_BYTES_IN_FLIGHT", value_name = "BYTES", value_parser = parse::whole_number)]
+    pub max_body_bytes_in_flight: Option<u64>,
+
+    /// Seconds a request waits for its share of the body budget before it is answered 503 [default: 10, or half the request timeout when that is shorter]
+    #[arg(id = "server_config.body_budget_wait_secs", long = "body-budget-wait-secs",
+          env = "VSS_BODY_BUDGET_WAIT_SECS", value_name = "SECS",
+          value_parser = parse::positive_secs)]
+    pub body_budget_wait: Option<Duration>,
 
     /// Seconds one request may take before it is answered 500
     #[arg(id = "server_config.request_timeout_secs", long = "request-timeout-secs",
@@ -235,6 +248,29 @@ fn body_size(s: &str) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| "too large for this machine".to_string())
 }
 
+/// The body budget the settings give: `None` for 0; the wait must end
+/// before the request timeout, or waiting requests would time out instead.
+fn body_budget(server: &ServerSettings) -> Result<Option<vss_http::BodyBudget>, ConfigError> {
+    let wait = server
+        .body_budget_wait
+        .unwrap_or_else(|| DEFAULT_BODY_BUDGET_WAIT.min(server.request_timeout / 2));
+    if wait >= server.request_timeout {
+        return Err(ConfigError::Conflict(format!(
+            "server_config.body_budget_wait_secs ({} s) must be shorter than \
+             server_config.request_timeout_secs ({} s): a request waiting for the body \
+             budget would time out instead of being told to retry",
+            wait.as_secs(),
+            server.request_timeout.as_secs()
+        )));
+    }
+    let bytes = match server.max_body_bytes_in_flight {
+        Some(0) => return Ok(None),
+        Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+        None => vss_http::default_body_budget(),
+    };
+    Ok(Some(vss_http::BodyBudget { bytes, wait }))
+}
+
 fn log_filter(s: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_string())
@@ -358,7 +394,8 @@ impl Config {
             .map_err(ConfigError::Conflict)?
             .with_max_body_size(server.max_request_body_size)
             .with_request_timeout(server.request_timeout)
-            .with_rate_limits(rate::load(&cli.rate_limit));
+            .with_rate_limits(rate::load(&cli.rate_limit))
+            .with_body_budget(body_budget(&server)?);
         let backend_name = choice.inferred.unwrap_or(server.backend);
         let max_connections = server
             .max_connections

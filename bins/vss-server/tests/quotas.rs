@@ -277,3 +277,73 @@ fn rate_limit_settings_are_read_and_a_bad_proxy_is_named() {
     let open = Config::from_sources(["vss-server"], &|_| None).unwrap();
     assert!(!open.http.rate_limits().any());
 }
+
+/// The memory budget for bodies: a body waits for the budget others hold,
+/// and is told to retry (503, INTERNAL, Retry-After) when it stays taken; a
+/// body larger than all of it is 413; the budget comes back once answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_wait_for_the_memory_budget_and_are_told_to_retry() {
+    let (store, entered) = HeldStore::new();
+    let mut config = config(vss_server::BackendConfig::Memory);
+    config.http = config.http.with_body_budget(Some(vss_http::BodyBudget {
+        bytes: 100 << 10,
+        wait: std::time::Duration::from_millis(300),
+    }));
+    let server = start_with_store(config, store.clone()).await;
+    // The first body (80 KiB) is held by the store, with its share of the budget.
+    let addr = server.addr;
+    let first = tokio::spawn(async move { raw_put(addr, &put_body("first", 80 << 10)).await });
+    entered.await.unwrap();
+    let (status, error) = raw_put(server.addr, &put_body("second", 80 << 10)).await;
+    assert_eq!(status, 503);
+    assert_eq!(error.error_code, ErrorCode::InternalServerException as i32);
+    let (status, error) = raw_put(server.addr, &put_body("huge", 200 << 10)).await;
+    assert_eq!(status, 413, "{}", error.message);
+    assert!(error.message.contains("budget"), "{}", error.message);
+    store.release.notify_waiters();
+    assert_eq!(first.await.unwrap().0, 200);
+    // Given back: the next body fits (the store no longer holds anyone).
+    store.release.notify_one();
+    let (status, _) = raw_put(server.addr, &put_body("third", 80 << 10)).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[test]
+fn the_body_budget_is_read_and_its_wait_ends_before_the_request_timeout() {
+    let config = Config::from_sources(
+        [
+            "vss-server",
+            "--max-body-bytes-in-flight",
+            "1_000_000",
+            "--request-timeout-secs",
+            "4",
+        ],
+        &|_| None,
+    )
+    .unwrap();
+    let budget = config.http.body_budget().unwrap();
+    assert_eq!(budget.bytes, 1_000_000);
+    assert_eq!(budget.wait, std::time::Duration::from_secs(2));
+    let off =
+        Config::from_sources(["vss-server", "--max-body-bytes-in-flight", "0"], &|_| None).unwrap();
+    assert!(off.http.body_budget().is_none());
+    let default = Config::from_sources(["vss-server"], &|_| None).unwrap();
+    assert_eq!(
+        default.http.body_budget().unwrap().bytes,
+        vss_http::default_body_budget()
+    );
+    let err = Config::from_sources(
+        [
+            "vss-server",
+            "--body-budget-wait-secs",
+            "30",
+            "--request-timeout-secs",
+            "30",
+        ],
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("body_budget_wait_secs"), "{err}");
+}

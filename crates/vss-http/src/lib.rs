@@ -22,6 +22,8 @@
 //!   [`READINESS_TIMEOUT`]; 503 otherwise, and once
 //!   [`VssService::begin_draining`] marks the start of shutdown).
 //! - Request ids ([`REQUEST_ID_HEADER`]) and [`measure`]: the request metrics.
+//! - [`budget`]: a memory budget for request bodies in flight (503 when it
+//!   stays taken, 413 for a body larger than all of it).
 //! - [`limit`]: rate limits per client address (before authentication) and
 //!   per user (before the body is read), answered 429 with `Retry-After`.
 //!
@@ -51,6 +53,7 @@
 
 mod auth;
 mod body;
+pub mod budget;
 mod endpoint;
 pub mod limit;
 pub mod measure;
@@ -60,6 +63,7 @@ mod service;
 
 pub use auth::{bearer_token, Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
+pub use budget::{default_body_budget, BodyBudget};
 pub use endpoint::Endpoint;
 pub use limit::{ClientAddr, Rate, RateLimits};
 pub use response::{error_response, protobuf_response, HttpError};

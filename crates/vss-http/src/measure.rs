@@ -83,6 +83,11 @@ pub fn describe_metrics() {
         CONNECTIONS_CLOSED_TOTAL,
         "Connections the server closed, by reason (first_bytes_timeout, idle_timeout)."
     );
+    describe_gauge!(
+        BODY_BUDGET_IN_USE,
+        Unit::Bytes,
+        "Bytes of request bodies holding the memory budget now."
+    );
 }
 
 /// An open connection, counted until dropped.
@@ -113,14 +118,28 @@ pub(crate) fn connection_closed(reason: &'static str) {
 }
 
 /// Outcomes the transport gives a request, besides `ok` and the error kinds.
-const TRANSPORT_OUTCOMES: [&str; 6] = [
+const TRANSPORT_OUTCOMES: [&str; 7] = [
     "too_large",
     "not_found",
     "method_not_allowed",
     "timeout",
     "panic",
     "rate_limited",
+    "busy",
 ];
+
+/// Bytes of request bodies holding the memory budget now.
+pub const BODY_BUDGET_IN_USE: &str = "vss_http_body_budget_in_use_bytes";
+
+/// A body took `bytes` of the memory budget.
+pub(crate) fn body_budget_taken(bytes: usize) {
+    metrics::gauge!(BODY_BUDGET_IN_USE).increment(bytes as f64);
+}
+
+/// A body gave `bytes` of the memory budget back.
+pub(crate) fn body_budget_released(bytes: usize) {
+    metrics::gauge!(BODY_BUDGET_IN_USE).decrement(bytes as f64);
+}
 
 /// How a request ended, as the `outcome` label tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +166,7 @@ impl Outcome {
                 (StatusCode::NOT_FOUND, VssError::InvalidRequest(_)) => Outcome::Transport(1),
                 (StatusCode::METHOD_NOT_ALLOWED, _) => Outcome::Transport(2),
                 (StatusCode::TOO_MANY_REQUESTS, _) => Outcome::Transport(5),
+                (StatusCode::SERVICE_UNAVAILABLE, _) => Outcome::Transport(6),
                 (_, error) => Outcome::Error(error.kind_index()),
             },
         }

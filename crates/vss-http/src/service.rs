@@ -14,11 +14,10 @@ use hyper::body::Body;
 use tracing::Instrument;
 use vss_core::{KvStore, VssError};
 
+use crate::budget::{read_charged, BodyBudget, Budget};
 use crate::limit::{ClientAddr, Limiters, RateLimits};
 use crate::measure as m;
-use crate::{
-    error_response, protobuf_response, read_body, Authorizer, Endpoint, HttpError, Operation,
-};
+use crate::{error_response, protobuf_response, Authorizer, Endpoint, HttpError, Operation};
 
 /// The header carrying a request's id, kept from the request or made up, and
 /// returned on the response.
@@ -58,6 +57,7 @@ pub struct HttpConfig {
     max_body_size: usize,
     request_timeout: Duration,
     rate_limits: RateLimits,
+    body_budget: Option<BodyBudget>,
 }
 
 impl Default for HttpConfig {
@@ -67,6 +67,7 @@ impl Default for HttpConfig {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             rate_limits: RateLimits::default(),
+            body_budget: Some(BodyBudget::default()),
         }
     }
 }
@@ -121,6 +122,18 @@ impl HttpConfig {
     pub fn rate_limits(&self) -> &RateLimits {
         &self.rate_limits
     }
+
+    /// The memory budget for request bodies in flight (see [`crate::budget`]);
+    /// `None` for none. The default is [`BodyBudget::default`].
+    pub fn with_body_budget(mut self, budget: Option<BodyBudget>) -> Self {
+        self.body_budget = budget;
+        self
+    }
+
+    /// The memory budget for request bodies in flight.
+    pub fn body_budget(&self) -> Option<BodyBudget> {
+        self.body_budget
+    }
 }
 
 fn normalize_base_path(path: &str) -> Result<String, String> {
@@ -157,6 +170,8 @@ struct Inner {
     series: Arc<m::Series>,
     /// The rate limiters, when any limit is on.
     limiters: Option<Arc<Limiters>>,
+    /// The memory budget of request bodies, when there is one.
+    budget: Option<Arc<Budget>>,
 }
 
 impl VssService {
@@ -176,6 +191,7 @@ impl VssService {
                 readiness: Arc::new(tokio::sync::Mutex::new(None)),
                 series: Arc::default(),
                 limiters: Limiters::new(config.rate_limits()).map(Arc::new),
+                budget: config.body_budget().map(|b| Arc::new(Budget::new(b))),
                 config,
             }),
         }
@@ -489,7 +505,13 @@ impl VssService {
         if let Some(limiters) = &self.inner.limiters {
             limiters.check_user(&user, write)?;
         }
-        let body = read_body(body, self.config().max_body_size()).await?;
+        // The body's share of the memory budget is held until it is answered.
+        let (body, _reservation) = read_charged(
+            body,
+            self.config().max_body_size(),
+            self.inner.budget.as_deref(),
+        )
+        .await?;
         *request_bytes = body.len();
         Ok(operation.call(&*self.inner.store, &user, body).await?)
     }
