@@ -139,22 +139,17 @@ impl Limiters {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
             return;
         }
-        if let Some(l) = &self.ip_reads {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        if let Some(l) = &self.ip_writes {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        if let Some(l) = &self.user_reads {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        if let Some(l) = &self.user_writes {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
+        forget_full(&self.ip_reads);
+        forget_full(&self.ip_writes);
+        forget_full(&self.user_reads);
+        forget_full(&self.user_writes);
+    }
+}
+
+fn forget_full<K: std::hash::Hash + Eq + Clone>(limiter: &Option<DefaultKeyedRateLimiter<K>>) {
+    if let Some(limiter) = limiter {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 
