@@ -1,4 +1,5 @@
 //! `putObjects` as one `TransactWriteItems`: read, check, commit; retry races.
+//! The user's usage moves in the same transaction, judged by the put's quota.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,21 +14,22 @@ use aws_sdk_dynamodb::types::{
 use vss_core::validate::{
     self, DeleteCondition, PlannedDelete, PlannedWrite, PutPlan, WriteCondition,
 };
-use vss_core::{UserToken, VssError};
+use vss_core::{Quota, Usage, UserToken, VssError};
 
 use crate::chunks::ChunkSet;
-use crate::expr::{bin, get_num, get_str, Placeholders};
+use crate::expr::{bin, get_bin, get_num, get_str, Placeholders};
 use crate::layout::{
-    key_of_record, partition_key, record_sort_key, CHUNK_COUNT, CHUNK_ID, COUNTER, GLOBAL_VERSION,
-    METADATA_SK, SEQ, SK, VALUE, VALUE_LEN, VERSION,
+    key_of_record, partition_key, record_sort_key, usage_partition_key, CHUNK_COUNT, CHUNK_ID,
+    COUNTER, GLOBAL_VERSION, METADATA_SK, SEQ, SK, USAGE_COUNTED, VALUE, VALUE_LEN, VERSION,
 };
 use crate::retry::{random_id, Backoff};
 use crate::store::{
     internal, DynamoDbStore, INLINE_BUDGET_PER_PUT, INLINE_VALUE_LIMIT, PUT_DEADLINE,
 };
+use crate::usage::Delta;
 
 /// Attempts of one put when it keeps racing with other writers of its store.
-const PUT_ATTEMPTS: u32 = 64;
+pub(crate) const PUT_ATTEMPTS: u32 = 64;
 /// Rounds of a read that DynamoDB only partly answered.
 const READ_ROUNDS: u32 = 16;
 
@@ -38,26 +40,83 @@ enum Storage {
     Chunked(ChunkSet),
 }
 
-/// A record as the put read it.
+/// A record as a write read it.
 #[derive(Debug, Clone)]
-struct Current {
-    version: i64,
-    chunks: Option<ChunkSet>,
+pub(crate) struct Current {
+    pub version: i64,
+    pub chunks: Option<ChunkSet>,
+    /// Length of the value.
+    pub len: u64,
+    /// Written before records carried their length (inline, no `vl`): the
+    /// missing `vl` pins it, since every write now sets one.
+    pub legacy: bool,
 }
 
-/// The store as the put read it (not one snapshot: each item as of its read,
+/// The store as a write read it (not one snapshot: each item as of its read,
 /// which is all the conditions need, since the transaction re-checks them).
 #[derive(Debug, Default)]
-struct Observed {
-    global_version: Option<i64>,
-    counter: Option<i64>,
-    records: HashMap<String, Current>,
+pub(crate) struct Observed {
+    /// Whether the store's metadata item exists.
+    pub metadata: bool,
+    /// Whether the metadata says the store is counted in its user's usage.
+    pub counted: bool,
+    pub global_version: Option<i64>,
+    pub counter: Option<i64>,
+    pub records: HashMap<String, Current>,
 }
 
 impl Observed {
     fn version_of(&self, key: &str) -> Option<i64> {
         self.records.get(key).map(|c| c.version)
     }
+
+    /// What the user stores under `key` now, as read.
+    fn usage_of(&self, key: &str) -> Option<Usage> {
+        let len = usize::try_from(self.records.get(key)?.len).unwrap_or(usize::MAX);
+        Some(Usage::of_item(key, len))
+    }
+
+    /// Whether usage may move with a write to this store now: the store is
+    /// counted, or new (no metadata, so no record: its first write marks it).
+    /// `None` when the read was torn (records without metadata): read again.
+    pub fn countable(&self) -> Option<bool> {
+        if self.metadata {
+            Some(self.counted)
+        } else if self.records.is_empty() {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+/// A record's state; `None` for a legacy record read without its value
+/// (`value_read` false), whose length only the value tells.
+pub(crate) fn record_state(
+    item: &HashMap<String, AttributeValue>,
+    value_read: bool,
+) -> Result<Option<Current>, String> {
+    let version = get_num(item, VERSION)?.ok_or("record without a version")?;
+    let chunks = ChunkSet::of_record(item)?;
+    let (len, legacy) = match (&chunks, get_num::<u64>(item, VALUE_LEN)?) {
+        (Some(chunks), _) => (chunks.len, false),
+        (None, Some(len)) => (len, false),
+        (None, None) if value_read => (get_bin(item, VALUE)?.map_or(0, |v| v.len() as u64), true),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Current {
+        version,
+        chunks,
+        len,
+        legacy,
+    }))
+}
+
+/// The usage judgement of a put, carried by its usage action.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UsageJudge {
+    pub delta: Delta,
+    pub quota: Quota,
 }
 
 /// What an action of the transaction stands for, to read its cancellation reason.
@@ -66,32 +125,48 @@ enum Role<'a> {
     Write(&'a PlannedWrite),
     Delete(&'a PlannedDelete),
     Metadata,
+    Usage(UsageJudge),
 }
 
 /// How a put attempt ended, when it did not commit.
-enum Failure {
+pub(crate) enum Failure {
     /// Nothing was written (a conflict, a refusal, a failed read).
     Definite(VssError),
     /// The transaction may have committed (the answer was lost).
     Ambiguous(VssError),
 }
 
+/// Why a transaction did not commit, when DynamoDB said so.
+pub(crate) enum Cancelled {
+    /// Cancelled, with a reason per action.
+    Reasons(Vec<CancellationReason>),
+    /// Refused as a whole for a transient reason (throttling): retry.
+    Transient,
+}
+
 /// What to do after a cancelled transaction.
 enum Verdict {
-    Conflict(VssError),
+    /// Refused: a CONFLICT, or over the quota.
+    Refused(VssError),
     Retry,
     Fatal(String),
 }
 
 impl DynamoDbStore {
-    /// Applies a validated put: chunks first, then the transaction, then the
-    /// removal of the chunks it replaced.
-    pub(crate) async fn apply_put(&self, user: &UserToken, plan: PutPlan) -> Result<(), VssError> {
+    /// Applies a validated put judged by `quota`: chunks first, then the
+    /// transaction, then the removal of the chunks it replaced.
+    pub(crate) async fn apply_put(
+        &self,
+        user: &UserToken,
+        plan: PutPlan,
+        quota: Quota,
+    ) -> Result<(), VssError> {
         if plan.writes.is_empty() && plan.deletes.is_empty() && plan.global_version.is_none() {
             // Valid and changes nothing: no need to ask DynamoDB.
             return Ok(());
         }
         let pk = partition_key(user, &plan.store_id);
+        let usage_pk = usage_partition_key(user);
         let started = Instant::now();
 
         let storage = storage_plan(&plan.writes)?;
@@ -111,7 +186,14 @@ impl DynamoDbStore {
             }
         }
 
-        match self.commit(&pk, &plan, &storage, started).await {
+        let target = Target {
+            pk: &pk,
+            usage_pk: &usage_pk,
+            plan: &plan,
+            storage: &storage,
+            quota,
+        };
+        match self.commit(&target, started).await {
             Ok(replaced) => {
                 for set in &replaced {
                     self.delete_chunks(&pk, set).await;
@@ -134,15 +216,22 @@ impl DynamoDbStore {
         }
     }
 
-    /// Reads, checks and commits until the put commits, conflicts or gives up.
+    /// Reads, checks and commits until the put commits, is refused or gives up.
     /// Returns the chunk sets of the values it replaced or deleted.
     async fn commit(
         &self,
-        pk: &str,
-        plan: &PutPlan,
-        storage: &[Storage],
+        target: &Target<'_>,
         started: Instant,
     ) -> Result<Vec<ChunkSet>, Failure> {
+        let Target {
+            pk, plan, storage, ..
+        } = *target;
+        let keys: Vec<&str> = plan
+            .writes
+            .iter()
+            .map(|w| w.key.as_str())
+            .chain(plan.deletes.iter().map(|d| d.key.as_str()))
+            .collect();
         let mut backoff = Backoff::new(PUT_ATTEMPTS);
         loop {
             if !backoff.next_attempt() {
@@ -158,50 +247,82 @@ impl DynamoDbStore {
                     "put ran past its deadline; not committing its chunks",
                 )));
             }
-            let observed = self.observe(pk, plan).await.map_err(Failure::Definite)?;
+            let observed = self.observe(pk, &keys).await.map_err(Failure::Definite)?;
             // The client's conditions against what was read: CONFLICT if any fails already.
             plan.check(
                 || Ok(observed.global_version.unwrap_or(0)),
                 |key| Ok(observed.version_of(key)),
             )
             .map_err(Failure::Definite)?;
+            match observed.countable() {
+                Some(true) => {}
+                // Written before usage was counted: count it once, then write.
+                Some(false) => {
+                    self.count_store(pk).await.map_err(Failure::Definite)?;
+                    continue;
+                }
+                None => {
+                    backoff.wait().await;
+                    continue;
+                }
+            }
             let (actions, roles) = self
-                .transaction(pk, plan, storage, &observed)
+                .transaction(target, &observed)
                 .map_err(Failure::Definite)?;
             if actions.is_empty() {
                 return Ok(Vec::new());
             }
-            let token = random_id().map_err(|e| {
-                Failure::Definite(VssError::internal(format!("no randomness: {e}")))
-            })?;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions))
-                // Makes the SDK's own retries of this request idempotent.
-                .client_request_token(token)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(replaced(plan, &observed)),
-                Err(err) => match classify(err, plan, &roles) {
-                    Ok(Verdict::Conflict(err)) => return Err(Failure::Definite(err)),
-                    Ok(Verdict::Retry) => backoff.wait().await,
-                    Ok(Verdict::Fatal(why)) => {
+            match self.transact(actions).await {
+                Ok(()) => return Ok(replaced(plan, &observed)),
+                Err(Ok(Cancelled::Transient)) => backoff.wait().await,
+                Err(Ok(Cancelled::Reasons(reasons))) => match verdict(plan, &roles, &reasons) {
+                    Verdict::Refused(err) => return Err(Failure::Definite(err)),
+                    Verdict::Retry => backoff.wait().await,
+                    Verdict::Fatal(why) => {
                         return Err(Failure::Definite(VssError::internal(format!(
                             "TransactWriteItems cancelled: {why}"
                         ))))
                     }
-                    Err(failure) => return Err(failure),
                 },
+                Err(Err(failure)) => return Err(failure),
             }
         }
     }
 
-    /// Reads the store's metadata and the records of every key the put touches.
-    async fn observe(&self, pk: &str, plan: &PutPlan) -> Result<Observed, VssError> {
-        let mut p = Placeholders::default();
-        let projection = [
+    /// Sends one `TransactWriteItems` (idempotent across the SDK's own retries).
+    pub(crate) async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<(), Result<Cancelled, Failure>> {
+        let token = random_id().map_err(|e| {
+            Err(Failure::Definite(VssError::internal(format!(
+                "no randomness: {e}"
+            ))))
+        })?;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            // Makes the SDK's own retries of this request idempotent.
+            .client_request_token(token)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Reads the store's metadata and the records of `keys` (strongly
+    /// consistent), then the values of legacy records among them, whose
+    /// length only the value tells.
+    pub(crate) async fn observe(&self, pk: &str, keys: &[&str]) -> Result<Observed, VssError> {
+        let mut record_keys: Vec<_> = keys
+            .iter()
+            .map(|key| Self::item_key(pk, record_sort_key(key)))
+            .collect();
+        record_keys.push(Self::item_key(pk, METADATA_SK.to_string()));
+        let attributes = [
             SK,
             VERSION,
             CHUNK_ID,
@@ -209,22 +330,49 @@ impl DynamoDbStore {
             VALUE_LEN,
             GLOBAL_VERSION,
             COUNTER,
-        ]
-        .map(|a| p.name(a))
-        .join(", ");
-        let mut keys: Vec<HashMap<String, AttributeValue>> = plan
-            .writes
-            .iter()
-            .map(|w| &w.key)
-            .chain(plan.deletes.iter().map(|d| &d.key))
-            .map(|key| Self::item_key(pk, record_sort_key(key)))
-            .collect();
-        keys.push(Self::item_key(pk, METADATA_SK.to_string()));
-
+            USAGE_COUNTED,
+        ];
         let mut observed = Observed::default();
+        let mut legacy = Vec::new();
+        for item in self.batch_read(record_keys, &attributes).await? {
+            if let Some(key) = remember(&mut observed, &item, false).map_err(VssError::internal)? {
+                legacy.push(key);
+            }
+        }
+        if !legacy.is_empty() {
+            let keys = legacy
+                .iter()
+                .map(|key| Self::item_key(pk, record_sort_key(key)))
+                .collect();
+            // Read again with the value: the record as it is now, or gone.
+            for item in self
+                .batch_read(
+                    keys,
+                    &[SK, VERSION, CHUNK_ID, CHUNK_COUNT, VALUE_LEN, VALUE],
+                )
+                .await?
+            {
+                remember(&mut observed, &item, true).map_err(VssError::internal)?;
+            }
+        }
+        Ok(observed)
+    }
+
+    /// Reads items by key with a `BatchGetItem` (strongly consistent), with
+    /// rounds for whatever DynamoDB leaves unprocessed. At most 100 keys.
+    async fn batch_read(
+        &self,
+        mut keys: Vec<HashMap<String, AttributeValue>>,
+        attributes: &[&str],
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, VssError> {
+        let mut p = Placeholders::default();
+        let projection = attributes
+            .iter()
+            .map(|a| p.name(a))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut items = Vec::with_capacity(keys.len());
         let mut backoff = Backoff::new(READ_ROUNDS);
-        // At most 100 keys (99 items and the metadata): one BatchGetItem, plus
-        // rounds for whatever DynamoDB left unprocessed.
         while !keys.is_empty() {
             if !backoff.next_attempt() {
                 return Err(VssError::internal(
@@ -245,13 +393,8 @@ impl DynamoDbStore {
                 .send()
                 .await
                 .map_err(|e: SdkError<BatchGetItemError, _>| internal("BatchGetItem", e))?;
-            let items = out
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for item in items {
-                remember(&mut observed, item).map_err(VssError::internal)?;
+            if let Some(read) = out.responses().and_then(|r| r.get(&self.table)) {
+                items.extend(read.iter().cloned());
             }
             if let Some(unprocessed) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                 keys = unprocessed.keys().to_vec();
@@ -260,19 +403,27 @@ impl DynamoDbStore {
                 }
             }
         }
-        Ok(observed)
+        Ok(items)
     }
 
     /// The actions of the transaction, with what each stands for.
     fn transaction<'a>(
         &self,
-        pk: &str,
-        plan: &'a PutPlan,
-        storage: &[Storage],
+        target: &Target<'a>,
         observed: &Observed,
     ) -> Result<(Vec<TransactWriteItem>, Vec<Role<'a>>), VssError> {
-        let mut actions = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 1);
+        let Target {
+            pk,
+            usage_pk,
+            plan,
+            storage,
+            quota,
+        } = *target;
+        let mut actions = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 2);
         let mut roles = Vec::with_capacity(actions.capacity());
+        // How the user's usage moves: exact, since every action on an existing
+        // record is conditioned on the value (its length) read.
+        let mut delta = Delta::default();
 
         // New keys take the next creation sequences, in request order.
         let first_counter = observed.counter.unwrap_or(0);
@@ -280,16 +431,25 @@ impl DynamoDbStore {
 
         for (write, storage) in plan.writes.iter().zip(storage) {
             let current = observed.records.get(&write.key);
+            if let Some(old) = observed.usage_of(&write.key) {
+                delta.sub(old);
+            }
+            delta.add(Usage::of_item(&write.key, write.value.len()));
             let mut p = Placeholders::default();
-            let mut set = vec![format!(
-                "{} = {}",
-                p.name(VERSION),
-                p.number(write.condition.new_version())
-            )];
+            let len = i64::try_from(write.value.len())
+                .map_err(|_| VssError::internal("value length out of range"))?;
+            let mut set = vec![
+                format!(
+                    "{} = {}",
+                    p.name(VERSION),
+                    p.number(write.condition.new_version())
+                ),
+                format!("{} = {}", p.name(VALUE_LEN), p.number(len)),
+            ];
             let mut remove = Vec::new();
             match storage {
                 Storage::Inline if write.value.is_empty() => {
-                    remove.extend([VALUE, CHUNK_ID, CHUNK_COUNT, VALUE_LEN].map(|a| p.name(a)));
+                    remove.extend([VALUE, CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
                 }
                 Storage::Inline => {
                     set.push(format!(
@@ -297,7 +457,7 @@ impl DynamoDbStore {
                         p.name(VALUE),
                         p.value(bin(&write.value))
                     ));
-                    remove.extend([CHUNK_ID, CHUNK_COUNT, VALUE_LEN].map(|a| p.name(a)));
+                    remove.extend([CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
                 }
                 Storage::Chunked(chunks) => {
                     set.push(format!("{} = {}", p.name(CHUNK_ID), p.string(&chunks.id)));
@@ -306,9 +466,6 @@ impl DynamoDbStore {
                         p.name(CHUNK_COUNT),
                         p.number(chunks.count.into())
                     ));
-                    let len = i64::try_from(chunks.len)
-                        .map_err(|_| VssError::internal("value length out of range"))?;
-                    set.push(format!("{} = {}", p.name(VALUE_LEN), p.number(len)));
                     remove.push(p.name(VALUE));
                 }
             }
@@ -321,7 +478,8 @@ impl DynamoDbStore {
                     format!("attribute_not_exists({})", p.name(SK))
                 }
                 // Existing keys keep their sequence; the condition also pins the
-                // chunks read, so the ones this put replaces are exactly known.
+                // value read (its chunks, its length), so the chunks this put
+                // replaces and the bytes it frees are exactly known.
                 Some(current) => {
                     let rule = match write.condition {
                         WriteCondition::VersionIs(v) => {
@@ -331,11 +489,17 @@ impl DynamoDbStore {
                             format!("attribute_exists({})", p.name(SK))
                         }
                     };
-                    format!("{rule} AND {}", same_chunks(&mut p, current))
+                    format!("{rule} AND {}", same_value(&mut p, current)?)
                 }
             };
             let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
-            actions.push(self.update(pk, record_sort_key(&write.key), update, condition, &p)?);
+            actions.push(self.update(
+                pk,
+                record_sort_key(&write.key),
+                update,
+                Some(condition),
+                &p,
+            )?);
             roles.push(Role::Write(write));
         }
 
@@ -343,24 +507,16 @@ impl DynamoDbStore {
             let Some(current) = observed.records.get(&delete.key) else {
                 return Err(validate::delete_conflict(&delete.key));
             };
+            if let Some(old) = observed.usage_of(&delete.key) {
+                delta.sub(old);
+            }
             let mut p = Placeholders::default();
             let rule = match delete.condition {
                 DeleteCondition::VersionIs(v) => format!("{} = {}", p.name(VERSION), p.number(v)),
                 DeleteCondition::Exists => format!("attribute_exists({})", p.name(SK)),
             };
-            let condition = format!("{rule} AND {}", same_chunks(&mut p, current));
-            let action = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::item_key(pk, record_sort_key(&delete.key))))
-                .condition_expression(condition)
-                .set_expression_attribute_names(p.names())
-                .set_expression_attribute_values(p.values())
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(|e| internal("Delete action", e))?;
-            actions.push(TransactWriteItem::builder().delete(action).build());
+            let condition = format!("{rule} AND {}", same_value(&mut p, current)?);
+            actions.push(self.delete_action(pk, &delete.key, condition, &p)?);
             roles.push(Role::Delete(delete));
         }
 
@@ -384,27 +540,61 @@ impl DynamoDbStore {
                     observed.global_version,
                 ));
             }
+            if !observed.metadata {
+                // A new store: counted from its first write. It must still
+                // hold no record (a record raises the counter).
+                set.push(format!("{} = {}", p.name(USAGE_COUNTED), p.number(1)));
+                if !new_keys {
+                    conditions.push(equals_or_absent(&mut p, COUNTER, None));
+                }
+            }
             let update = format!("SET {}", set.join(", "));
             let condition = conditions.join(" AND ");
-            actions.push(self.update(pk, METADATA_SK.to_string(), update, condition, &p)?);
+            actions.push(self.update(pk, METADATA_SK.to_string(), update, Some(condition), &p)?);
             roles.push(Role::Metadata);
+        }
+
+        if let Some((action, judge)) = self.usage_action(usage_pk, delta, quota)? {
+            actions.push(action);
+            roles.push(Role::Usage(judge));
         }
         Ok((actions, roles))
     }
 
-    fn update(
+    /// A conditional `Delete` of the record of `key`, in a transaction.
+    pub(crate) fn delete_action(
+        &self,
+        pk: &str,
+        key: &str,
+        condition: String,
+        p: &Placeholders,
+    ) -> Result<TransactWriteItem, VssError> {
+        let action = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(pk, record_sort_key(key))))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| internal("Delete action", e))?;
+        Ok(TransactWriteItem::builder().delete(action).build())
+    }
+
+    /// An `Update` of one item, in a transaction.
+    pub(crate) fn update(
         &self,
         pk: &str,
         sk: String,
         update: String,
-        condition: String,
+        condition: Option<String>,
         p: &Placeholders,
     ) -> Result<TransactWriteItem, VssError> {
         let action = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::item_key(pk, sk)))
             .update_expression(update)
-            .condition_expression(condition)
+            .set_condition_expression(condition.filter(|c| !c.is_empty()))
             .set_expression_attribute_names(p.names())
             .set_expression_attribute_values(p.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -412,6 +602,16 @@ impl DynamoDbStore {
             .map_err(|e| internal("Update action", e))?;
         Ok(TransactWriteItem::builder().update(action).build())
     }
+}
+
+/// What one put writes, and under which quota.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    pk: &'a str,
+    usage_pk: &'a str,
+    plan: &'a PutPlan,
+    storage: &'a [Storage],
+    quota: Quota,
 }
 
 /// Where each written value goes: inline while it fits an item and the put's
@@ -432,32 +632,60 @@ fn storage_plan(writes: &[PlannedWrite]) -> Result<Vec<Storage>, VssError> {
         .collect()
 }
 
-/// Records one item of the read in `observed`.
-fn remember(observed: &mut Observed, item: &HashMap<String, AttributeValue>) -> Result<(), String> {
+/// Records one item of a read in `observed`; answers the key of a legacy
+/// record read without its value (its length is still unknown).
+fn remember(
+    observed: &mut Observed,
+    item: &HashMap<String, AttributeValue>,
+    value_read: bool,
+) -> Result<Option<String>, String> {
     let sk = get_str(item, SK)?.ok_or("item without a sort key")?;
     if sk == METADATA_SK {
+        observed.metadata = true;
+        observed.counted = item.contains_key(USAGE_COUNTED);
         observed.global_version = get_num(item, GLOBAL_VERSION)?;
         observed.counter = get_num(item, COUNTER)?;
     } else if let Some(key) = key_of_record(sk) {
-        let version = get_num(item, VERSION)?.ok_or("record without a version")?;
-        let chunks = ChunkSet::of_record(item)?;
-        observed
-            .records
-            .insert(key.to_string(), Current { version, chunks });
+        match record_state(item, value_read)? {
+            Some(current) => {
+                observed.records.insert(key.to_string(), current);
+            }
+            None => return Ok(Some(key.to_string())),
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-/// The condition that a record still has the chunks (or the inline value) read.
-fn same_chunks(p: &mut Placeholders, current: &Current) -> String {
-    match &current.chunks {
+/// The condition that a record still holds the value read: the same chunks,
+/// or an inline value of the same length (or, for a legacy record, still no
+/// length: it has not been written since).
+pub(crate) fn same_value(p: &mut Placeholders, current: &Current) -> Result<String, VssError> {
+    Ok(match &current.chunks {
         Some(chunks) => format!("{} = {}", p.name(CHUNK_ID), p.string(&chunks.id)),
-        None => format!("attribute_not_exists({})", p.name(CHUNK_ID)),
-    }
+        None if current.legacy => format!(
+            "attribute_not_exists({}) AND attribute_not_exists({})",
+            p.name(CHUNK_ID),
+            p.name(VALUE_LEN)
+        ),
+        None => {
+            let len = i64::try_from(current.len)
+                .map_err(|_| VssError::internal("value length out of range"))?;
+            format!(
+                "attribute_not_exists({}) AND {} = {}",
+                p.name(CHUNK_ID),
+                p.name(VALUE_LEN),
+                p.number(len)
+            )
+        }
+    })
 }
 
 /// `attr = value`, or `attribute_not_exists(attr)` when it was absent.
-fn equals_or_absent(p: &mut Placeholders, attribute: &str, value: Option<i64>) -> String {
+pub(crate) fn equals_or_absent(
+    p: &mut Placeholders,
+    attribute: &str,
+    value: Option<i64>,
+) -> String {
     match value {
         Some(v) => format!("{} = {}", p.name(attribute), p.number(v)),
         None => format!("attribute_not_exists({})", p.name(attribute)),
@@ -478,9 +706,7 @@ fn replaced(plan: &PutPlan, observed: &Observed) -> Vec<ChunkSet> {
 /// Reads why a transaction failed.
 fn classify(
     err: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
-    plan: &PutPlan,
-    roles: &[Role<'_>],
-) -> Result<Verdict, Failure> {
+) -> Result<Cancelled, Failure> {
     let service = match err {
         SdkError::ServiceError(service) => service.into_err(),
         // Never sent: nothing written.
@@ -491,13 +717,13 @@ fn classify(
         other => return Err(Failure::Ambiguous(internal("TransactWriteItems", other))),
     };
     match service {
-        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-            Ok(verdict(plan, roles, cancelled.cancellation_reasons()))
-        }
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => Ok(Cancelled::Reasons(
+            cancelled.cancellation_reasons().to_vec(),
+        )),
         // Refused before running, and already retried by the SDK.
         TransactWriteItemsError::ProvisionedThroughputExceededException(_)
         | TransactWriteItemsError::RequestLimitExceeded(_)
-        | TransactWriteItemsError::ThrottlingException(_) => Ok(Verdict::Retry),
+        | TransactWriteItemsError::ThrottlingException(_) => Ok(Cancelled::Transient),
         // An earlier attempt with the same token is still running: it may commit.
         TransactWriteItemsError::TransactionInProgressException(_)
         | TransactWriteItemsError::InternalServerError(_) => {
@@ -508,24 +734,57 @@ fn classify(
     }
 }
 
+/// Whether a cancellation reason's code is transient (retried).
+pub(crate) fn is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "TransactionConflict"
+            | "ThrottlingError"
+            | "ProvisionedThroughputExceeded"
+            | "RequestLimitExceeded"
+    )
+}
+
+/// The reasons of a cancellation that are neither a failed condition nor
+/// transient, if any: nothing retrying fixes.
+pub(crate) fn fatal_reasons(reasons: &[CancellationReason]) -> Option<String> {
+    let fatal: Vec<String> = reasons
+        .iter()
+        .filter_map(|reason| {
+            let code = reason.code().unwrap_or("None");
+            let benign =
+                matches!(code, "None" | "" | "ConditionalCheckFailed") || is_transient(code);
+            (!benign).then(|| format!("{code}: {}", reason.message().unwrap_or("no message")))
+        })
+        .collect();
+    (!fatal.is_empty()).then(|| fatal.join("; "))
+}
+
 /// Tells a real CONFLICT (a client's condition fails on the item as it is now)
-/// from a race (only the state this put read changed: retry from the reads).
+/// from a race (only the state this put read changed: retry from the reads),
+/// and a quota refusal (only the usage condition failed, on the usage as it
+/// is now) from both. A CONFLICT comes first, a race before the quota: the
+/// quota is judged on a put whose other conditions all held.
 fn verdict(plan: &PutPlan, roles: &[Role<'_>], reasons: &[CancellationReason]) -> Verdict {
     let mut conflicts: Vec<(usize, VssError)> = Vec::new();
     let mut fatal = Vec::new();
+    let mut raced = false;
+    let mut over_quota = None;
     for (role, reason) in roles.iter().zip(reasons) {
         let code = reason.code().unwrap_or("None");
         match code {
             "None" | "" => {}
-            "ConditionalCheckFailed" => {
-                if let Some(conflict) = conflict_of(plan, *role, reason.item()) {
-                    conflicts.push(conflict);
-                }
-            }
-            "TransactionConflict"
-            | "ThrottlingError"
-            | "ProvisionedThroughputExceeded"
-            | "RequestLimitExceeded" => {}
+            "ConditionalCheckFailed" => match role {
+                Role::Usage(judge) => match quota_refusal(*judge, reason.item()) {
+                    Some(refusal) => over_quota = Some(refusal),
+                    None => raced = true,
+                },
+                _ => match conflict_of(plan, *role, reason.item()) {
+                    Some(conflict) => conflicts.push(conflict),
+                    None => raced = true,
+                },
+            },
+            code if is_transient(code) => raced = true,
             other => fatal.push(format!(
                 "{other}: {}",
                 reason.message().unwrap_or("no message")
@@ -536,12 +795,29 @@ fn verdict(plan: &PutPlan, roles: &[Role<'_>], reasons: &[CancellationReason]) -
     // reference store does.
     conflicts.sort_by_key(|(rank, _)| *rank);
     if let Some((_, conflict)) = conflicts.into_iter().next() {
-        return Verdict::Conflict(conflict);
+        return Verdict::Refused(conflict);
     }
     if !fatal.is_empty() {
         return Verdict::Fatal(fatal.join("; "));
     }
-    Verdict::Retry
+    match over_quota {
+        Some(refusal) if !raced => Verdict::Refused(refusal),
+        _ => Verdict::Retry,
+    }
+}
+
+/// The quota refusal a failed usage condition means, judged on the usage
+/// item as it was (`ALL_OLD`; none: no usage yet); `None` if the quota
+/// admits the put after all (the next round decides).
+fn quota_refusal(
+    judge: UsageJudge,
+    item: Option<&HashMap<String, AttributeValue>>,
+) -> Option<VssError> {
+    let before = match item {
+        Some(item) => crate::usage::usage_of_item(item).ok()?,
+        None => Usage::default(),
+    };
+    judge.quota.admit(before, judge.delta.apply(before)).err()
 }
 
 /// The CONFLICT a failed condition means, with its rank, or `None` for a race.
@@ -575,12 +851,14 @@ fn conflict_of(
             };
             conflict.then(|| (2, validate::delete_conflict(&delete.key)))
         }
+        Role::Usage(_) => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{USAGE_BYTES, USAGE_KEYS};
     use vss_core::proto::{KeyValue, PutObjectRequest};
     use vss_core::StoreLimits;
 
@@ -650,7 +928,7 @@ mod tests {
         let p = plan(Some(4), &[("a", -1)], &[]);
         let reasons = [passed(), failed(&[(GLOBAL_VERSION, 5), (COUNTER, 9)])];
         match verdict(&p, &roles(&p, true), &reasons) {
-            Verdict::Conflict(VssError::Conflict(m)) => assert!(m.contains("global version")),
+            Verdict::Refused(VssError::Conflict(m)) => assert!(m.contains("global version")),
             _ => panic!("expected a global version conflict"),
         }
     }
@@ -671,7 +949,7 @@ mod tests {
         // Version moved on: conflict. Same version (only the chunks read changed): race.
         assert!(matches!(
             only(0, failed(&[(VERSION, 4)])),
-            Verdict::Conflict(_)
+            Verdict::Refused(_)
         ));
         assert!(matches!(only(0, failed(&[(VERSION, 3)])), Verdict::Retry));
         // No item returned: the next round's reads decide.
@@ -679,13 +957,13 @@ mod tests {
         // A key to create exists now.
         assert!(matches!(
             only(1, failed(&[(VERSION, 1)])),
-            Verdict::Conflict(_)
+            Verdict::Refused(_)
         ));
         // An unconditional write never conflicts.
         assert!(matches!(only(2, failed(&[(VERSION, 7)])), Verdict::Retry));
         assert!(matches!(
             only(3, failed(&[(VERSION, 5)])),
-            Verdict::Conflict(_)
+            Verdict::Refused(_)
         ));
         assert!(matches!(only(3, failed(&[(VERSION, 2)])), Verdict::Retry));
         assert!(matches!(only(4, failed(&[])), Verdict::Retry));
@@ -723,11 +1001,137 @@ mod tests {
         let p = plan(Some(1), &[("a", 2)], &[]);
         let reasons = [failed(&[(VERSION, 5)]), failed(&[(GLOBAL_VERSION, 3)])];
         match verdict(&p, &roles(&p, true), &reasons) {
-            Verdict::Conflict(VssError::Conflict(m)) => {
+            Verdict::Refused(VssError::Conflict(m)) => {
                 assert!(m.contains("global version"), "{m}")
             }
             _ => panic!("expected a conflict"),
         }
+    }
+
+    fn usage_failed(bytes: i64, keys: i64) -> CancellationReason {
+        failed(&[(USAGE_BYTES, bytes), (USAGE_KEYS, keys)])
+    }
+
+    fn with_usage<'a>(plan: &'a PutPlan, judge: UsageJudge) -> Vec<Role<'a>> {
+        let mut roles = roles(plan, true);
+        roles.push(Role::Usage(judge));
+        roles
+    }
+
+    #[test]
+    fn a_failed_usage_condition_is_a_quota_refusal_judged_on_the_usage_as_it_is() {
+        let p = plan(None, &[("a", -1)], &[]);
+        let judge = UsageJudge {
+            delta: Delta { bytes: 40, keys: 1 },
+            quota: Quota {
+                max_bytes: Some(100),
+                max_keys: None,
+            },
+        };
+        let r = with_usage(&p, judge);
+        match verdict(&p, &r, &[passed(), passed(), usage_failed(61, 1)]) {
+            Verdict::Refused(VssError::QuotaExceeded(m)) => {
+                assert!(
+                    m.contains("101") && m.contains("100") && m.contains("61"),
+                    "{m}"
+                )
+            }
+            _ => panic!("expected a quota refusal"),
+        }
+        // No usage item yet: judged on zero usage.
+        let big = UsageJudge {
+            delta: Delta {
+                bytes: 140,
+                keys: 1,
+            },
+            ..judge
+        };
+        let r = with_usage(&p, big);
+        let reasons = [passed(), passed(), failed(&[])];
+        assert!(matches!(
+            verdict(&p, &r, &reasons),
+            Verdict::Refused(VssError::QuotaExceeded(_))
+        ));
+        // The usage read admits the put after all: the next round decides.
+        let r = with_usage(&p, judge);
+        assert!(matches!(
+            verdict(&p, &r, &[passed(), passed(), usage_failed(10, 1)]),
+            Verdict::Retry
+        ));
+    }
+
+    #[test]
+    fn a_conflict_wins_over_the_quota_and_a_race_is_retried_first() {
+        let p = plan(None, &[("a", 3)], &[]);
+        let judge = UsageJudge {
+            delta: Delta { bytes: 40, keys: 0 },
+            quota: Quota {
+                max_bytes: Some(100),
+                max_keys: None,
+            },
+        };
+        let r = with_usage(&p, judge);
+        assert!(matches!(
+            verdict(
+                &p,
+                &r,
+                &[failed(&[(VERSION, 9)]), passed(), usage_failed(90, 1)]
+            ),
+            Verdict::Refused(VssError::Conflict(_))
+        ));
+        // Only the value read changed (same version): read again before judging.
+        assert!(matches!(
+            verdict(
+                &p,
+                &r,
+                &[failed(&[(VERSION, 3)]), passed(), usage_failed(90, 1)]
+            ),
+            Verdict::Retry
+        ));
+        let conflict = CancellationReason::builder()
+            .code("TransactionConflict")
+            .build();
+        assert!(matches!(
+            verdict(&p, &r, &[passed(), passed(), conflict]),
+            Verdict::Retry
+        ));
+    }
+
+    #[test]
+    fn legacy_records_are_sized_by_their_value_and_pinned_by_the_missing_length() {
+        let mut item = HashMap::from([
+            (SK.to_string(), AttributeValue::S("k#a".into())),
+            (VERSION.to_string(), AttributeValue::N("3".into())),
+        ]);
+        let mut observed = Observed::default();
+        // Without the value, its length is unknown: read again with it.
+        assert_eq!(
+            remember(&mut observed, &item, false).unwrap(),
+            Some("a".to_string())
+        );
+        assert!(observed.records.is_empty());
+        item.insert(VALUE.to_string(), bin(b"12345"));
+        assert_eq!(remember(&mut observed, &item, true).unwrap(), None);
+        let current = &observed.records["a"];
+        assert_eq!((current.len, current.legacy), (5, true));
+        let mut p = Placeholders::default();
+        assert!(same_value(&mut p, current)
+            .unwrap()
+            .contains("attribute_not_exists(#vl)"));
+        // Written by this version: sized by `vl`, pinned by it.
+        item.insert(VALUE_LEN.to_string(), AttributeValue::N("5".into()));
+        remember(&mut observed, &item, false).unwrap();
+        let current = &observed.records["a"];
+        assert_eq!((current.len, current.legacy), (5, false));
+        let mut p = Placeholders::default();
+        assert!(same_value(&mut p, current).unwrap().contains("#vl = :v0"));
+        // Records without metadata mean a torn read.
+        assert_eq!(observed.countable(), None);
+        observed.metadata = true;
+        assert_eq!(observed.countable(), Some(false));
+        observed.counted = true;
+        assert_eq!(observed.countable(), Some(true));
+        assert_eq!(Observed::default().countable(), Some(true));
     }
 
     #[test]

@@ -9,8 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use bytes::Bytes;
@@ -19,20 +18,22 @@ use vss_core::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, GetTarget, ListedKey};
-use vss_core::{KvStore, StoreLimits, UserToken, VssError};
+use vss_core::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 use crate::chunks::ChunkSet;
 use crate::expr::{get_bin, get_num, get_str, Placeholders};
 use crate::layout::{
-    key_of_record, partition_key, record_sort_key, BY_SEQ_INDEX, GLOBAL_VERSION, METADATA_SK, PK,
-    RECORD_PREFIX, SEQ, SK, VALUE, VERSION,
+    key_of_record, partition_key, record_sort_key, usage_partition_key, BY_SEQ_INDEX,
+    GLOBAL_VERSION, METADATA_SK, PK, RECORD_PREFIX, SEQ, SK, VALUE, VERSION,
 };
+use crate::put::{fatal_reasons, same_value, Cancelled, Failure, PUT_ATTEMPTS};
 use crate::retry::Backoff;
+use crate::usage::Delta;
 use crate::{DynamoDbConfig, DynamoDbError};
 
 /// Most items one put may hold: a transaction has at most 100 actions, and
-/// one of them is the store's metadata.
-pub const MAX_ITEMS_PER_PUT: usize = 99;
+/// two of them are the store's metadata and the user's usage.
+pub const MAX_ITEMS_PER_PUT: usize = 98;
 /// Largest value stored inside its record; larger ones are chunked. Keeps a
 /// record (value, keys and attributes) below DynamoDB's 400 KB item limit.
 pub const INLINE_VALUE_LIMIT: usize = 350 * 1024;
@@ -41,6 +42,22 @@ pub const INLINE_VALUE_LIMIT: usize = 350 * 1024;
 pub const INLINE_BUDGET_PER_PUT: usize = 3 * 1024 * 1024;
 /// Bytes per chunk of a chunked value.
 pub const CHUNK_SIZE: usize = 350 * 1024;
+/// DynamoDB's limit on the items of one partition key (an "item collection",
+/// here one store) in a table with a local secondary index: 10 GB, read as
+/// decimal gigabytes to stay on the safe side.
+const ITEM_COLLECTION_LIMIT: u64 = 10_000_000_000;
+/// Most bytes a chunk item takes besides its data: the partition key (at most
+/// 2048 bytes, DynamoDB's limit), the sort key, attribute names and the time.
+const CHUNK_OVERHEAD: u64 = 2048 + 128;
+/// Largest value a store holds, declared in [`vss_core::StoreLimits`]: the
+/// chunks of a bigger value cannot fit in one store's item collection, so a
+/// put with one is refused (TOO_LARGE) before anything is written. About
+/// 9.9 GB; a value below it still fails (INTERNAL) when the store's other
+/// data (or the value it replaces, kept until the put commits) leaves too
+/// little of the collection. The chunk layout itself (a 32-bit chunk count)
+/// would allow far more.
+pub const MAX_VALUE_SIZE: u64 =
+    ITEM_COLLECTION_LIMIT / (CHUNK_SIZE as u64 + CHUNK_OVERHEAD) * CHUNK_SIZE as u64;
 /// A put that has written chunks does not start a transaction after this long,
 /// so orphan cleanup with an older age limit never removes chunks a put is
 /// about to commit.
@@ -70,7 +87,9 @@ pub struct CleanupReport {
 
 impl DynamoDbStore {
     /// Connects to the table of `config`, creating it if it is missing and
-    /// `config.create_table` is set, and checks its schema.
+    /// `config.create_table` is set, and checks its schema. On a table whose
+    /// existing data was never counted into usage, counts it first
+    /// ([`DynamoDbStore::count_existing_usage`]: one scan of the table).
     pub async fn connect(config: DynamoDbConfig) -> Result<DynamoDbStore, DynamoDbError> {
         if config.table.is_empty() {
             return Err(DynamoDbError::Config("the table name is empty".into()));
@@ -116,11 +135,13 @@ impl DynamoDbStore {
         }
         let client = Client::new(&sdk_config);
         crate::schema::ensure_table(&client, &config.table, config.create_table).await?;
-        Ok(DynamoDbStore {
+        let store = DynamoDbStore {
             client,
             table: config.table,
             chunk_concurrency: config.chunk_concurrency,
-        })
+        };
+        store.ensure_usage_counted().await?;
+        Ok(store)
     }
 
     /// The DynamoDB client (for tooling and tests).
@@ -271,11 +292,24 @@ impl KvStore for DynamoDbStore {
         user: &UserToken,
         req: PutObjectRequest,
     ) -> Result<PutObjectResponse, VssError> {
+        self.put_with_quota(user, req, Quota::UNLIMITED).await
+    }
+
+    /// The put's transaction moves the user's usage item too, conditioned on
+    /// the quota (see the crate docs).
+    async fn put_with_quota(
+        &self,
+        user: &UserToken,
+        req: PutObjectRequest,
+        quota: Quota,
+    ) -> Result<PutObjectResponse, VssError> {
         let plan = validate::put(req, &self.limits())?;
-        self.apply_put(user, plan).await?;
+        self.apply_put(user, plan, quota).await?;
         Ok(PutObjectResponse {})
     }
 
+    /// Reads the record (and the store's metadata), then deletes it in one
+    /// transaction with the usage it frees, conditioned on the value read.
     async fn delete(
         &self,
         user: &UserToken,
@@ -283,39 +317,75 @@ impl KvStore for DynamoDbStore {
     ) -> Result<DeleteObjectResponse, VssError> {
         let plan = validate::delete(req)?;
         let pk = partition_key(user, &plan.store_id);
-        let mut request = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::item_key(&pk, record_sort_key(&plan.key))))
-            // The deleted record names the chunks to remove: no read, no race.
-            .return_values(ReturnValue::AllOld);
-        if let Some(version) = plan.version {
-            let mut p = Placeholders::default();
-            let condition = format!("{} = {}", p.name(VERSION), p.number(version));
-            request = request
-                .condition_expression(condition)
-                .set_expression_attribute_names(p.names())
-                .set_expression_attribute_values(p.values());
-        }
-        match request.send().await {
-            Ok(out) => {
-                let chunks = out
-                    .attributes()
-                    .map(ChunkSet::of_record)
-                    .transpose()
-                    .map_err(VssError::internal)?
-                    .flatten();
-                if let Some(chunks) = chunks {
-                    self.delete_chunks(&pk, &chunks).await;
-                }
-                Ok(DeleteObjectResponse {})
+        let usage_pk = usage_partition_key(user);
+        let mut backoff = Backoff::new(PUT_ATTEMPTS);
+        loop {
+            if !backoff.next_attempt() {
+                return Err(VssError::internal(format!(
+                    "deleteObject gave up after {} attempts racing other writers",
+                    backoff.attempts()
+                )));
             }
-            Err(err) => match err.into_service_error() {
-                // Missing, or another version: deleteObject succeeds and changes nothing.
-                DeleteItemError::ConditionalCheckFailedException(_) => Ok(DeleteObjectResponse {}),
-                other => Err(internal("DeleteItem", other)),
-            },
+            let observed = self.observe(&pk, &[plan.key.as_str()]).await?;
+            // Missing, or another version: deleteObject succeeds and changes nothing.
+            let Some(current) = observed.records.get(&plan.key) else {
+                return Ok(DeleteObjectResponse {});
+            };
+            if plan.version.is_some_and(|v| v != current.version) {
+                return Ok(DeleteObjectResponse {});
+            }
+            match observed.countable() {
+                Some(true) => {}
+                // Written before usage was counted: count it once, then delete.
+                Some(false) => {
+                    self.count_store(&pk).await?;
+                    continue;
+                }
+                None => {
+                    backoff.wait().await;
+                    continue;
+                }
+            }
+            // The record as read, so the bytes freed are exactly its own.
+            let mut p = Placeholders::default();
+            let condition = format!(
+                "{} = {} AND {}",
+                p.name(VERSION),
+                p.number(current.version),
+                same_value(&mut p, current)?
+            );
+            let mut actions = vec![self.delete_action(&pk, &plan.key, condition, &p)?];
+            let mut delta = Delta::default();
+            delta.sub(Usage::of_item(
+                &plan.key,
+                usize::try_from(current.len).unwrap_or(usize::MAX),
+            ));
+            if let Some((action, _)) = self.usage_action(&usage_pk, delta, Quota::UNLIMITED)? {
+                actions.push(action);
+            }
+            match self.transact(actions).await {
+                Ok(()) => {
+                    // The chunks of the deleted value: no record points at them now.
+                    if let Some(chunks) = &current.chunks {
+                        self.delete_chunks(&pk, chunks).await;
+                    }
+                    return Ok(DeleteObjectResponse {});
+                }
+                Err(Ok(Cancelled::Transient)) => backoff.wait().await,
+                Err(Ok(Cancelled::Reasons(reasons))) => {
+                    if let Some(why) = fatal_reasons(&reasons) {
+                        return Err(VssError::internal(format!(
+                            "TransactWriteItems cancelled: {why}"
+                        )));
+                    }
+                    // The record changed since it was read: read it again.
+                    backoff.wait().await;
+                }
+                // Lost answers: it may have deleted (a retry by the client
+                // then finds nothing and succeeds); its chunks, if it did,
+                // are left for the orphan cleanup.
+                Err(Err(Failure::Definite(err) | Failure::Ambiguous(err))) => return Err(err),
+            }
         }
     }
 
@@ -416,6 +486,8 @@ impl KvStore for DynamoDbStore {
     fn limits(&self) -> StoreLimits {
         StoreLimits {
             max_items_per_put: MAX_ITEMS_PER_PUT,
+            max_value_size: usize::try_from(MAX_VALUE_SIZE).unwrap_or(usize::MAX),
+            enforces_quotas: true,
             ..StoreLimits::default()
         }
     }

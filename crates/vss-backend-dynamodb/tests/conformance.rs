@@ -16,7 +16,7 @@ vss_core::conformance_tests!(
         let store = DynamoDbStore::connect(common::config(&url, "conformance"))
             .await
             .unwrap();
-        assert_eq!(store.limits().max_items_per_put, 99);
+        assert_eq!(store.limits().max_items_per_put, 98);
         Some(common::subject(store))
     },
     SuiteOptions {
