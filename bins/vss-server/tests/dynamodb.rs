@@ -229,3 +229,13 @@ async fn an_unreachable_endpoint_stops_startup_with_the_cause() {
     let config = config_for(&endpoint, "vss-unreachable", false);
     assert_start_fails_with(config, "dynamodb", &["DescribeTable", "Connection refused"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_64_concurrent_large_puts_on_dynamodb() {
+    let Some(endpoint) = conformance::service_url("VSS_TEST_DYNAMODB_URL") else {
+        return;
+    };
+    let table = conformance::unique_name("vss-srv-quota");
+    backend_support::quota_holds_under_concurrent_large_puts(config_for(&endpoint, &table, true))
+        .await;
+}

@@ -164,6 +164,14 @@ async fn the_model_test_passes_over_http_on_redis() {
     running.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_64_concurrent_large_puts_on_redis() {
+    let Some(url) = conformance::service_url("VSS_TEST_REDIS_URL") else {
+        return;
+    };
+    backend_support::quota_holds_under_concurrent_large_puts(redis_config(&url, &[])).await;
+}
+
 /// A redis-server child without any persistence, killed when dropped.
 struct VolatileRedis {
     url: String,

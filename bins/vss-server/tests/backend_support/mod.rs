@@ -185,10 +185,14 @@ pub async fn assert_start_fails_with(config: Config, backend: &str, causes: &[&s
 /// server configured by `config` and a real client: exactly as many fit as
 /// the quota holds, the others are refused with the quota error (never
 /// INTERNAL), and the usage is exact: the bytes left are still writable, one
-/// byte more is not.
+/// byte more is not. The user is a fresh signature-auth key, so a database
+/// that other tests share holds nothing of theirs.
 pub async fn quota_holds_under_concurrent_large_puts(mut config: Config) {
+    use bitcoin::hashes::{sha256, Hash};
+    use bitcoin::secp256k1::SecretKey;
     use vss_client_ng::client::VssClient;
     use vss_client_ng::error::VssError as ClientError;
+    use vss_client_ng::headers::sigs_auth::SigsAuthProvider;
     use vss_client_ng::types::{KeyValue, ListKeyVersionsRequest, PutObjectRequest};
 
     const QUOTA: u64 = 1 << 20;
@@ -201,10 +205,14 @@ pub async fn quota_holds_under_concurrent_large_puts(mut config: Config) {
         },
         users: Default::default(),
     };
+    config.auth = load(&["--auth", "sigs"], &[]).unwrap().auth;
     let (running, _) = start_backend(config).await;
-    let client = Arc::new(VssClient::new(
+    let seed = sha256::Hash::hash(conformance::unique_name("quota-user").as_bytes());
+    let user = SecretKey::from_slice(seed.as_byte_array()).unwrap();
+    let client = Arc::new(VssClient::new_with_headers(
         running.url.clone(),
         crate::common::client_policy(),
+        Arc::new(SigsAuthProvider::new(user, HashMap::new())),
     ));
     let put = |key: String, len: usize| PutObjectRequest {
         store_id: "wallet".into(),
@@ -237,16 +245,26 @@ pub async fn quota_holds_under_concurrent_large_puts(mut config: Config) {
     let item = 3 + VALUE as u64;
     assert_eq!(stored, QUOTA / item, "puts that fit the quota");
     assert_eq!(refused, PUTS as u64 - stored);
-    let listed = client
-        .list_key_versions(&ListKeyVersionsRequest {
-            store_id: "wallet".into(),
-            key_prefix: None,
-            page_size: None,
-            page_token: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.key_versions.len() as u64, stored);
+    // Every key stored, paging to the end (a backend may end a page early:
+    // DynamoDB's pages hold at most 1 MB).
+    let (mut listed, mut page_token) = (0u64, None);
+    loop {
+        let page = client
+            .list_key_versions(&ListKeyVersionsRequest {
+                store_id: "wallet".into(),
+                key_prefix: None,
+                page_size: None,
+                page_token: page_token.take(),
+            })
+            .await
+            .unwrap();
+        listed += page.key_versions.len() as u64;
+        match page.next_page_token {
+            Some(token) if !token.is_empty() => page_token = Some(token),
+            _ => break,
+        }
+    }
+    assert_eq!(listed, stored);
     // What is left is exactly writable (a 1-byte key and the rest), and not a byte more.
     let left = usize::try_from(QUOTA - stored * item - 1).unwrap();
     client.put_object(&put("r".into(), left)).await.unwrap();
