@@ -11,12 +11,14 @@ vss_bench_build() {
 
 # Starts vss-server with the given flags on a free port, without authentication
 # (vss-bench sends none; the server listens on loopback only); sets
-# vss_server_pid and vss_server_url.
+# vss_server_pid and vss_server_url. vss_bench_server names another binary,
+# vss_bench_auth other --auth methods (their key flags go with the others).
 vss_bench_start_server() {
   local port log
   port="$(vss_free_port)"
   log="$vss_tmp/server-$port.log"
-  VSS_LOG_LEVEL=warn "$vss_bench_bin/vss-server" --bind-address "127.0.0.1:$port" --auth none \
+  VSS_LOG_LEVEL=warn "${vss_bench_server:-$vss_bench_bin/vss-server}" \
+    --bind-address "127.0.0.1:$port" --auth "${vss_bench_auth:-none}" \
     "$@" >"$log" 2>&1 &
   vss_server_pid=$!
   vss_on_exit kill "$vss_server_pid"

@@ -1,9 +1,10 @@
 //! One persistent HTTP/1.1 connection speaking the VSS protocol.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -22,6 +23,9 @@ pub struct Target {
     pub base_path: String,
     /// Extra headers sent with every request (for example `Authorization`).
     pub headers: HeaderMap,
+    /// One `Authorization` value per user, when the run spreads its
+    /// connections over several users; connection `i` is user `i % len`.
+    pub users: Arc<Vec<HeaderValue>>,
 }
 
 impl Target {
@@ -51,7 +55,34 @@ impl Target {
             authority: format!("{}:{port}", authority.host()),
             base_path: uri.path().trim_end_matches('/').to_string(),
             headers: map,
+            users: Arc::default(),
         })
+    }
+
+    /// The same server, spreading connections over users who authenticate
+    /// with these bearer tokens.
+    pub fn with_bearer_tokens(mut self, tokens: &[String]) -> Result<Self, String> {
+        let values = tokens
+            .iter()
+            .map(|token| HeaderValue::try_from(format!("Bearer {token}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("a minted token is not a header value: {e}"))?;
+        self.users = Arc::new(values);
+        Ok(self)
+    }
+
+    /// How many users the connections are spread over (1 without users).
+    pub fn user_count(&self) -> usize {
+        self.users.len().max(1)
+    }
+
+    /// The target as user `index` (modulo the users) sees it.
+    pub fn as_user(&self, index: usize) -> Target {
+        let mut target = self.clone();
+        if let Some(value) = self.users.get(index % self.user_count()) {
+            target.headers.insert(AUTHORIZATION, value.clone());
+        }
+        target
     }
 }
 

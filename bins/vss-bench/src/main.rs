@@ -12,7 +12,7 @@ mod client;
 mod report;
 mod workload;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Measures a workload against one server, or two alternately with --compare.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Draws throughput against connections from `run --json` outputs, as SVG.
     Chart {
         /// JSON files written by `run --json` (one or more after the flag).
@@ -97,6 +97,14 @@ struct RunArgs {
     /// Headers for the second server (default: the same as the first).
     #[arg(long = "compare-header")]
     compare_headers: Vec<String>,
+    /// Spread the connections over this many users (connection i is user
+    /// i mod N), each with a JWT minted by --jwt-private-key; the server must
+    /// accept that key's tokens (`--auth jwt`).
+    #[arg(long, default_value_t = 1, requires = "jwt_private_key")]
+    users: usize,
+    /// A private key (PEM: RSA, EC P-256 or Ed25519) that mints the users' JWTs.
+    #[arg(long)]
+    jwt_private_key: Option<PathBuf>,
     /// Alternating rounds per server with --compare.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -126,8 +134,41 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
+/// One JWT per user (`sub` = `bench-<run>-<i>`, valid for a day), signed with
+/// the key in `path`. The run's random part keeps runs' users apart.
+fn mint_tokens(path: &Path, users: usize) -> Result<Vec<String>, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (key, signing) = vss_auth::JwtKey::from_private_pem(&pem)
+        .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the clock: {e}"))?
+        .as_secs()
+        + 86_400;
+    let run = fastrand::u32(..);
+    (0..users)
+        .map(|i| {
+            let claims = serde_json::json!({ "sub": format!("bench-{run:08x}-{i}"), "exp": exp });
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(key.algorithm()),
+                &claims,
+                &signing,
+            )
+            .map_err(|e| format!("minting a token: {e}"))
+        })
+        .collect()
+}
+
 async fn run(args: RunArgs) -> Result<Output, String> {
-    let a = Target::parse(&args.url, &args.headers)?;
+    let tokens = match &args.jwt_private_key {
+        Some(path) => Some(mint_tokens(path, args.users.max(1))?),
+        None => None,
+    };
+    let with_users = |target: Target| match &tokens {
+        Some(tokens) => target.with_bearer_tokens(tokens),
+        None => Ok(target),
+    };
+    let a = with_users(Target::parse(&args.url, &args.headers)?)?;
     let a_label = args.label.clone().unwrap_or_else(|| args.url.clone());
     let b = match &args.compare {
         Some(url) => {
@@ -137,7 +178,7 @@ async fn run(args: RunArgs) -> Result<Output, String> {
                 &args.compare_headers
             };
             let label = args.compare_label.clone().unwrap_or_else(|| url.clone());
-            Some((Target::parse(url, headers)?, label))
+            Some((with_users(Target::parse(url, headers)?)?, label))
         }
         None => None,
     };
@@ -214,7 +255,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => {
             let json = args.json;
-            run(args).await.and_then(|output| {
+            run(*args).await.and_then(|output| {
                 if json {
                     let text = serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?;
                     println!("{text}");

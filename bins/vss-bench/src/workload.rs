@@ -81,11 +81,25 @@ pub async fn prepare(target: &Target, params: &Params) -> Result<Prepared, Strin
         _ => params.keys,
     };
     let keys: Arc<Vec<String>> = Arc::new((0..count).map(key_name).collect());
+    // Each user gets the same keys, one user after the other.
+    for user in 0..target.user_count() {
+        fill(&target.as_user(user), &store_id, &keys, params.value_size).await?;
+    }
+    Ok(Prepared { store_id, keys })
+}
+
+/// Writes `keys` into `store_id` with a few connections in parallel.
+async fn fill(
+    target: &Target,
+    store_id: &str,
+    keys: &Arc<Vec<String>>,
+    value_size: usize,
+) -> Result<(), String> {
     let fillers = 4.min(keys.len().div_ceil(FILL_BATCH)).max(1);
     let mut tasks = Vec::new();
     for filler in 0..fillers {
-        let (target, keys, store_id) = (target.clone(), keys.clone(), store_id.clone());
-        let value = value(params.value_size);
+        let (target, keys, store_id) = (target.clone(), keys.clone(), store_id.to_string());
+        let value = value(value_size);
         tasks.push(tokio::spawn(async move {
             let mut conn = Connection::open(&target).await?;
             for chunk in keys.chunks(FILL_BATCH).skip(filler).step_by(fillers) {
@@ -113,7 +127,7 @@ pub async fn prepare(target: &Target, params: &Params) -> Result<Prepared, Strin
             .map_err(|e| format!("filling the store: {e}"))?
             .map_err(|e| format!("filling the store: {e:?}"))?;
     }
-    Ok(Prepared { store_id, keys })
+    Ok(())
 }
 
 /// The lowercase name of a workload.
@@ -296,7 +310,8 @@ pub async fn run(
     let budget = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for id in 0..params.connections {
-        let conn = Connection::open(target)
+        let target = target.as_user(id);
+        let conn = Connection::open(&target)
             .await
             .map_err(|e| format!("opening connection {id}: {e:?}"))?;
         let mut worker = Worker {
@@ -311,7 +326,7 @@ pub async fn run(
             version: 0,
             page_token: None,
         };
-        let (target, budget, requests) = (target.clone(), budget.clone(), params.requests);
+        let (budget, requests) = (budget.clone(), params.requests);
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram()?;
             let mut result = RunResult::default();

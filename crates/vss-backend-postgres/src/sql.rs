@@ -81,9 +81,12 @@ pub(crate) const DELETE_EXISTING_IN_PUT: &str = "WITH d AS (DELETE FROM vss_obje
 
 /// The last statement of a put under a quota: raises SQLSTATE `VS507` (with
 /// the usage before and after) when the put raised bytes above `$2` or keys
-/// above `$3` (NULL: no limit).
-pub(crate) const CHECK_QUOTA: &str = "SELECT vss_require_quota(bytes_before, keys_before, \
-     bytes, keys, $2, $3) FROM vss_usage WHERE user_token = $1";
+/// above `$3` (NULL: no limit). The function, which judges the same, is
+/// called only when the put is over, so an admitted put runs no PL/pgSQL.
+pub(crate) const CHECK_QUOTA: &str = "SELECT CASE \
+     WHEN (bytes > bytes_before AND bytes > $2) OR (keys > keys_before AND keys > $3) \
+     THEN vss_require_quota(bytes_before, keys_before, bytes, keys, $2, $3) END \
+     FROM vss_usage WHERE user_token = $1";
 
 /// Checks that the global version is `$3` and makes it `$3 + 1`. The store's row is
 /// created (with 1) by the first put that sets it; if that insert happens although `$3`
