@@ -189,10 +189,19 @@ impl DynamoDbStore {
         ])
     }
 
-    /// The store's global version (0 when never written), strongly consistent.
-    async fn global_version(&self, pk: &str) -> Result<i64, VssError> {
+    /// The store's metadata item with `attributes` (strongly consistent);
+    /// `None` when the store has none (never written).
+    pub(crate) async fn metadata(
+        &self,
+        pk: &str,
+        attributes: &[&str],
+    ) -> Result<Option<HashMap<String, AttributeValue>>, VssError> {
         let mut p = Placeholders::default();
-        let projection = p.name(GLOBAL_VERSION);
+        let projection = attributes
+            .iter()
+            .map(|a| p.name(a))
+            .collect::<Vec<_>>()
+            .join(", ");
         let out = self
             .client
             .get_item()
@@ -204,9 +213,14 @@ impl DynamoDbStore {
             .send()
             .await
             .map_err(|e| internal("GetItem of store metadata", e))?;
-        match out.item() {
+        Ok(out.item)
+    }
+
+    /// The store's global version (0 when never written), strongly consistent.
+    async fn global_version(&self, pk: &str) -> Result<i64, VssError> {
+        match self.metadata(pk, &[GLOBAL_VERSION]).await? {
             None => Ok(0),
-            Some(item) => Ok(get_num(item, GLOBAL_VERSION)
+            Some(item) => Ok(get_num(&item, GLOBAL_VERSION)
                 .map_err(VssError::internal)?
                 .unwrap_or(0)),
         }

@@ -189,26 +189,13 @@ impl DynamoDbStore {
                     backoff.attempts()
                 )));
             }
-            let mut p = Placeholders::default();
-            let projection = [USAGE_COUNTED, COUNTER].map(|a| p.name(a)).join(", ");
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::item_key(pk, METADATA_SK.to_string())))
-                .consistent_read(true)
-                .projection_expression(projection)
-                .set_expression_attribute_names(p.names())
-                .send()
-                .await
-                .map_err(|e| internal("GetItem of store metadata", e))?;
-            let Some(metadata) = out.item() else {
+            let Some(metadata) = self.metadata(pk, &[USAGE_COUNTED, COUNTER]).await? else {
                 return Ok(None);
             };
             if metadata.contains_key(USAGE_COUNTED) {
                 return Ok(None);
             }
-            let counter = get_num::<i64>(metadata, COUNTER).map_err(VssError::internal)?;
+            let counter = get_num::<i64>(&metadata, COUNTER).map_err(VssError::internal)?;
 
             let usage = self.records_usage(pk).await?;
 

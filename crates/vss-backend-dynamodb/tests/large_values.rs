@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::kv;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,14 +19,6 @@ use vss_core::proto::{
     DeleteObjectRequest, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
 };
 use vss_core::{KvStore, UserToken, VssError};
-
-fn kv(key: &str, version: i64, value: impl Into<Bytes>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        version,
-        value: value.into(),
-    }
-}
 
 async fn put(
     store: &DynamoDbStore,

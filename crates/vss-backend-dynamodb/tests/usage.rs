@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::kv;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,14 +18,6 @@ use vss_core::proto::{
     DeleteObjectRequest, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
 };
 use vss_core::{KvStore, Quota, Usage, UserToken, VssError};
-
-fn kv(key: &str, version: i64, value: impl Into<Bytes>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        version,
-        value: value.into(),
-    }
-}
 
 fn bytes(max: u64) -> Quota {
     Quota {

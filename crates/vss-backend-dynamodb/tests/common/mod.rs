@@ -39,3 +39,12 @@ pub async fn store(label: &str) -> Option<DynamoDbStore> {
 pub fn subject(store: DynamoDbStore) -> Subject {
     Subject::new(Arc::new(store))
 }
+
+/// One item of a put.
+pub fn kv(key: &str, version: i64, value: impl Into<bytes::Bytes>) -> vss_core::proto::KeyValue {
+    vss_core::proto::KeyValue {
+        key: key.into(),
+        version,
+        value: value.into(),
+    }
+}
