@@ -60,20 +60,25 @@
 //!   version serialise on that row.
 //! - A prefix is matched literally as the byte range `[prefix, successor(prefix))`:
 //!   `%`, `_` and `\` are ordinary bytes.
-//! - `vss_usage (user_token) -> bytes, keys, bytes_before, keys_before`: what each
-//!   user stores, for quotas ([`vss_core::quota`]): keys, and bytes of keys plus
-//!   values. Migration 4 counts the data already stored, once, under a `SHARE`
-//!   lock on `vss_objects` (writers of a server of the previous version wait for
-//!   it); an import counts it again. From then on every write keeps it exact in
-//!   its own transaction: the first statement of every put with items and of
-//!   every `deleteObject` takes the user's row (creating it on a user's first
-//!   write) and remembers the usage before; each item's statement adds its own
-//!   change (from the row it replaces, read in the same statement); a put under a
-//!   quota ends with `vss_require_quota`, which raises SQLSTATE `VS507` with the
-//!   usage before and after when the put raised a measure above its limit, and
-//!   the server words the refusal from them. A user's writes are thereby
-//!   serialised on their usage row, as the cost of exact usage; different users
-//!   never wait for each other.
+//! - `vss_usage (user_token, shard) -> bytes, keys`: what each user stores, for
+//!   quotas ([`vss_core::quota`]): keys, and bytes of keys plus values, as the
+//!   sum of the user's shards (0 to 15). Migration 4 counts the data already
+//!   stored, once, under a `SHARE` lock on `vss_objects` (writers of a server of
+//!   the previous version wait for it); an import counts it again. From then on
+//!   every write keeps it exact in its own statement or transaction: each item's
+//!   statement computes its change from the row version it writes (an upsert or
+//!   update records the length it replaces in `vss_objects.prev_len` and returns
+//!   it), and the usage is written last, once per write: by the item's statement
+//!   when the put has one item, else by a last statement that counts the total
+//!   the items added up (in two settings local to the transaction). A write
+//!   counts in its connection's shard (1 to 15), so one user's writes on
+//!   different connections do not queue on one row. A write under a quota counts
+//!   in shard 0 and judges the sum of all shards with `vss_require_quota`, which
+//!   raises SQLSTATE `VS507` with the usage before and after when the write
+//!   raised a measure above its limit (the server words the refusal from them):
+//!   writes under a quota that raise usage queue on shard 0, one per user at a
+//!   time, as the cost of an exact quota; different users never wait for each
+//!   other.
 //! - Values: up to 1 GiB - 1 bytes (a `bytea`'s limit) less 64 KiB of room for
 //!   the rest of the message ([`StoreLimits::max_value_size`](vss_core::StoreLimits));
 //!   bigger values are refused with TOO_LARGE (HTTP 413) before anything is sent.
@@ -89,8 +94,8 @@
 //! `INSERT ... ON CONFLICT DO UPDATE ... WHERE global_version = $v` for the global
 //! version. A failed condition raises SQLSTATE `VS409` inside the statement, which
 //! aborts the transaction: nothing of the put is committed. Row locks are held to
-//! commit and taken in one order (global version, then keys in byte order), so
-//! puts cannot deadlock one another.
+//! commit and taken in one order (global version, then keys in byte order, then
+//! the user's usage), so puts cannot deadlock one another.
 //!
 //! ## Migrations
 //!

@@ -38,10 +38,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "per-user usage for quotas, counted once for the data already stored",
         sql: include_str!("../migrations/0004_usage.sql"),
     },
+    Migration {
+        version: 5,
+        description:
+            "usage in shards, counted last by each write, without queueing one user's writes",
+        sql: include_str!("../migrations/0005_usage_without_queueing.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == SCHEMA_VERSION);
 

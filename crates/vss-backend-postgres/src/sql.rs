@@ -14,79 +14,276 @@ pub(crate) const GET: &str = "SELECT version, value FROM vss_objects \
 pub(crate) const GET_GLOBAL_VERSION: &str =
     "SELECT global_version FROM vss_stores WHERE user_token = $1 AND store_id = $2";
 
-/// Takes the user's usage row before anything else of a write transaction
-/// (creating it for a user's first write) and remembers the usage before the
-/// write. Every write of one user waits here for the previous one to commit:
-/// then each later statement, with its own snapshot, sees exactly what it
-/// changes, and two writes of one user cannot deadlock on their rows.
-pub(crate) const LOCK_USAGE: &str = "INSERT INTO vss_usage AS u \
-     (user_token, bytes, keys, bytes_before, keys_before) VALUES ($1, 0, 0, 0, 0) \
-     ON CONFLICT (user_token) DO UPDATE SET bytes_before = u.bytes, keys_before = u.keys";
+// Writes and usage. Each write's statement computes its change of the user's
+// usage, `w(bytes, keys)`, from the row it writes, exactly under concurrency:
+// an upsert or update records the length it replaces in `prev_len` (computed
+// from the row version it locked), so its RETURNING knows it; a delete returns
+// what it removed; a create adds what it inserted. Usage rows are taken after
+// every object row of a transaction, so writes lock in one order (global
+// version, objects by key, usage) and cannot deadlock. A write counts its
+// change in the shard of its connection (`1 + pg_backend_pid() % 15`), so one
+// user's writes on different connections do not queue on one row; a write
+// under a quota counts in shard 0, where such writes queue, and judges the sum
+// of all shards. The usage is the sum of a user's shards (migration 5).
 
-/// Takes the creation sequence value of a put; its creates use it through
-/// `currval`, which is per session and so per pooled connection.
+/// The write of `w`, an unconditional write: `$3` key, `$4` value, creation
+/// sequence `$seq` when the key is new (an existing key keeps its own).
+macro_rules! write_any {
+    ($seq:literal) => {
+        concat!(
+            "w AS (INSERT INTO vss_objects AS o \
+             (user_token, store_id, key, version, sequence, value) \
+             VALUES ($1, $2, $3, 1, ",
+            $seq,
+            ", $4) ON CONFLICT (user_token, store_id, key) DO UPDATE \
+             SET version = 1, value = EXCLUDED.value, prev_len = octet_length(o.value) \
+             RETURNING octet_length($4::bytea)::bigint \
+             + CASE WHEN o.prev_len IS NULL THEN octet_length($3::bytea) ELSE -o.prev_len END AS bytes, \
+             CASE WHEN o.prev_len IS NULL THEN 1 ELSE 0 END AS keys)"
+        )
+    };
+}
+
+/// The write of `w`, a create (version 0): `$3` key, `$4` value. A concurrent
+/// create of the same key waits for the other transaction, then finds the key
+/// and writes nothing.
+macro_rules! write_create {
+    ($seq:literal) => {
+        concat!(
+            "w AS (INSERT INTO vss_objects \
+             (user_token, store_id, key, version, sequence, value) \
+             VALUES ($1, $2, $3, 1, ",
+            $seq,
+            ", $4) ON CONFLICT (user_token, store_id, key) DO NOTHING \
+             RETURNING octet_length($3::bytea)::bigint + octet_length($4::bytea) AS bytes, 1 AS keys)"
+        )
+    };
+}
+
+/// The write of `w`, an update of version `$4` to `$4 + 1`: `$3` key, `$5`
+/// value. Under READ COMMITTED a concurrent write makes it wait, then re-check
+/// `version = $4` on the new row version, whose length it records.
+macro_rules! write_update {
+    () => {
+        "w AS (UPDATE vss_objects \
+         SET version = version + 1, value = $5, prev_len = octet_length(value) \
+         WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
+         RETURNING octet_length($5::bytea)::bigint - prev_len AS bytes, 0 AS keys)"
+    };
+}
+
+/// The write of `w`, a delete of `$3` at version `$4`.
+macro_rules! write_delete_version {
+    () => {
+        "w AS (DELETE FROM vss_objects \
+         WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
+         RETURNING -(octet_length(key)::bigint + octet_length(value)) AS bytes, -1 AS keys)"
+    };
+}
+
+/// The write of `w`, a delete of `$3` whatever its version.
+macro_rules! write_delete {
+    () => {
+        "w AS (DELETE FROM vss_objects \
+         WHERE user_token = $1 AND store_id = $2 AND key = $3 \
+         RETURNING -(octet_length(key)::bigint + octet_length(value)) AS bytes, -1 AS keys)"
+    };
+}
+
+/// Adds `w`'s change, when it is one, to the usage shard of this connection.
+macro_rules! count {
+    () => {
+        ", u AS (INSERT INTO vss_usage AS u (user_token, shard, bytes, keys) \
+         SELECT $1, 1 + pg_backend_pid() % 15, bytes, keys FROM w \
+         WHERE bytes <> 0 OR keys <> 0 \
+         ON CONFLICT (user_token, shard) DO UPDATE \
+         SET bytes = u.bytes + EXCLUDED.bytes, keys = u.keys + EXCLUDED.keys) "
+    };
+}
+
+/// Adds `w`'s change, when it is one, to the user's shard 0 (writes under a
+/// quota queue there), and defines `q`, which raises SQLSTATE `VS507` through
+/// `vss_require_quota` when the change raised bytes above `$max_bytes` or keys
+/// above `$max_keys` (NULL: no limit). The usage is shard 0 as this write
+/// leaves it plus the other shards as committed; writes under a quota never
+/// count elsewhere, so no admitted write can be missing from the sum. The
+/// function is called only for a write over the quota.
+macro_rules! count_under_quota {
+    ($max_bytes:literal, $max_keys:literal) => {
+        concat!(
+            ", u AS (INSERT INTO vss_usage AS u (user_token, shard, bytes, keys) \
+             SELECT $1, 0, bytes, keys FROM w WHERE bytes <> 0 OR keys <> 0 \
+             ON CONFLICT (user_token, shard) DO UPDATE \
+             SET bytes = u.bytes + EXCLUDED.bytes, keys = u.keys + EXCLUDED.keys \
+             RETURNING u.bytes, u.keys), \
+             t AS (SELECT w.bytes AS added_bytes, w.keys AS added_keys, \
+             u.bytes + r.bytes AS bytes, u.keys + r.keys AS keys \
+             FROM w, u, (SELECT COALESCE(sum(bytes), 0)::bigint AS bytes, \
+             COALESCE(sum(keys), 0)::bigint AS keys FROM vss_usage \
+             WHERE user_token = $1 AND shard <> 0) AS r), \
+             q AS (SELECT CASE WHEN (added_bytes > 0 AND bytes > ",
+            $max_bytes,
+            ") OR (added_keys > 0 AND keys > ",
+            $max_keys,
+            ") THEN vss_require_quota(bytes - added_bytes, keys - added_keys, bytes, keys, ",
+            $max_bytes,
+            ", ",
+            $max_keys,
+            ") END AS over FROM t) "
+        )
+    };
+}
+
+/// Adds `w`'s change to the put's running total, kept in two settings local
+/// to the transaction; [`COUNT_PUT`] or [`COUNT_PUT_UNDER_QUOTA`] counts it.
+macro_rules! add_to_put {
+    () => {
+        "(SELECT set_config('vss.put_bytes', (COALESCE(NULLIF(current_setting('vss.put_bytes', \
+         true), ''), '0')::bigint + bytes)::text, true) || set_config('vss.put_keys', \
+         (COALESCE(NULLIF(current_setting('vss.put_keys', true), ''), '0')::bigint + keys)::text, \
+         true) FROM w)"
+    };
+}
+
+/// Unconditional write, the only item of its put: `$3` key, `$4` value;
+/// counts its change.
+pub(crate) const ANY_ALONE: &str = concat!(
+    "WITH ",
+    write_any!("nextval('vss_creation_seq') * 1024"),
+    count!(),
+    "SELECT 1"
+);
+
+/// [`ANY_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
+pub(crate) const ANY_ALONE_UNDER_QUOTA: &str = concat!(
+    "WITH ",
+    write_any!("nextval('vss_creation_seq') * 1024"),
+    count_under_quota!("$5", "$6"),
+    "SELECT (SELECT over FROM q)"
+);
+
+/// Create, the only item of its put: `$3` key, `$4` value; counts the new key.
+pub(crate) const CREATE_ALONE: &str = concat!(
+    "WITH ",
+    write_create!("nextval('vss_creation_seq') * 1024"),
+    count!(),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
+);
+
+/// [`CREATE_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
+pub(crate) const CREATE_ALONE_UNDER_QUOTA: &str = concat!(
+    "WITH ",
+    write_create!("nextval('vss_creation_seq') * 1024"),
+    count_under_quota!("$5", "$6"),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
+);
+
+/// Update, the only item of its put: `$3` key, `$4` version, `$5` value;
+/// counts the change of length.
+pub(crate) const UPDATE_ALONE: &str = concat!(
+    "WITH ",
+    write_update!(),
+    count!(),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
+);
+
+/// [`UPDATE_ALONE`] under a quota: `$6` most bytes, `$7` most keys.
+pub(crate) const UPDATE_ALONE_UNDER_QUOTA: &str = concat!(
+    "WITH ",
+    write_update!(),
+    count_under_quota!("$6", "$7"),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
+);
+
+/// A put's only item, a delete of `$3` at version `$4`; frees its usage.
+pub(crate) const DELETE_VERSION_ALONE: &str = concat!(
+    "WITH ",
+    write_delete_version!(),
+    count!(),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'delete')"
+);
+
+/// A put's only item, a delete of `$3` whatever its version; frees its usage.
+pub(crate) const DELETE_EXISTING_ALONE: &str = concat!(
+    "WITH ",
+    write_delete!(),
+    count!(),
+    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'delete')"
+);
+
+/// `deleteObject` of `$3`, whatever its version; frees its usage.
+pub(crate) const DELETE_OBJECT: &str = concat!("WITH ", write_delete!(), count!(), "SELECT 1");
+
+/// `deleteObject` of `$3` at version `$4`; frees its usage.
+pub(crate) const DELETE_OBJECT_VERSION: &str =
+    concat!("WITH ", write_delete_version!(), count!(), "SELECT 1");
+
+/// Takes the creation sequence value of a put of several items; its creates
+/// use it through `currval`, which is per session and so per pooled connection.
 pub(crate) const NEXT_SEQUENCE: &str = "SELECT nextval('vss_creation_seq')";
 
-/// Unconditional write: `$3` key, `$4` value, `$5` item index in the request.
-/// A new key takes a fresh creation sequence; an existing one keeps its own.
-/// Counts the change in the user's usage.
-pub(crate) const UPSERT_IN_PUT: &str = "WITH old AS (SELECT octet_length(value) AS len \
-     FROM vss_objects WHERE user_token = $1 AND store_id = $2 AND key = $3), \
-     w AS (INSERT INTO vss_objects (user_token, store_id, key, version, sequence, value) \
-     VALUES ($1, $2, $3, 1, currval('vss_creation_seq') * 1024 + $5, $4) \
-     ON CONFLICT (user_token, store_id, key) DO UPDATE SET version = 1, value = EXCLUDED.value \
-     RETURNING 1) \
-     UPDATE vss_usage SET \
-     bytes = bytes + octet_length($4) + CASE WHEN EXISTS (SELECT 1 FROM old) \
-        THEN -(SELECT len FROM old) ELSE octet_length($3) END, \
-     keys = keys + CASE WHEN EXISTS (SELECT 1 FROM old) THEN 0 ELSE 1 END \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w)";
+/// Unconditional write in a put of several items: `$3` key, `$4` value, `$5`
+/// item index in the request; adds its change to the put's total.
+pub(crate) const ANY_IN_PUT: &str = concat!(
+    "WITH ",
+    write_any!("currval('vss_creation_seq') * 1024 + $5"),
+    " SELECT ",
+    add_to_put!()
+);
 
-/// Create inside a put: `$3` key, `$4` value, `$5` item index in the request.
-/// A concurrent create of the same key waits for the other transaction, then
-/// finds the key and conflicts. Counts the new key in the user's usage.
-pub(crate) const CREATE_IN_PUT: &str = "WITH w AS (INSERT INTO vss_objects \
-     (user_token, store_id, key, version, sequence, value) \
-     VALUES ($1, $2, $3, 1, currval('vss_creation_seq') * 1024 + $5, $4) \
-     ON CONFLICT (user_token, store_id, key) DO NOTHING RETURNING 1), \
-     u AS (UPDATE vss_usage SET bytes = bytes + octet_length($3) + octet_length($4), \
-     keys = keys + 1 WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w) RETURNING 1) \
-     SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')";
+/// Create in a put of several items: `$3` key, `$4` value, `$5` item index in
+/// the request; adds the new key to the put's total.
+pub(crate) const CREATE_IN_PUT: &str = concat!(
+    "WITH ",
+    write_create!("currval('vss_creation_seq') * 1024 + $5"),
+    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
+    add_to_put!()
+);
 
-/// Update of version `$4` to `$4 + 1`: `$3` key, `$5` value. Counts the
-/// change of the value's length in the user's usage.
-pub(crate) const UPDATE: &str = "WITH old AS (SELECT octet_length(value) AS len \
-     FROM vss_objects WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4), \
-     w AS (UPDATE vss_objects SET version = version + 1, value = $5 \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 RETURNING 1), \
-     u AS (UPDATE vss_usage SET bytes = bytes + octet_length($5) - (SELECT len FROM old) \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM w) RETURNING 1) \
-     SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')";
+/// Update in a put of several items: `$3` key, `$4` version, `$5` value; adds
+/// the change of length to the put's total.
+pub(crate) const UPDATE_IN_PUT: &str = concat!(
+    "WITH ",
+    write_update!(),
+    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
+    add_to_put!()
+);
 
-/// A put's delete of `$3` at version `$4`; frees its usage.
-pub(crate) const DELETE_VERSION_IN_PUT: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
-     RETURNING octet_length(key) + octet_length(value) AS n), \
-     u AS (UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d) RETURNING 1) \
-     SELECT vss_require(EXISTS (SELECT 1 FROM d), 'delete')";
+/// Delete of `$3` at version `$4` in a put of several items.
+pub(crate) const DELETE_VERSION_IN_PUT: &str = concat!(
+    "WITH ",
+    write_delete_version!(),
+    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'delete'), ",
+    add_to_put!()
+);
 
-/// A put's delete of `$3`, whatever its version; frees its usage.
-pub(crate) const DELETE_EXISTING_IN_PUT: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 \
-     RETURNING octet_length(key) + octet_length(value) AS n), \
-     u AS (UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d) RETURNING 1) \
-     SELECT vss_require(EXISTS (SELECT 1 FROM d), 'delete')";
+/// Delete of `$3`, whatever its version, in a put of several items.
+pub(crate) const DELETE_EXISTING_IN_PUT: &str = concat!(
+    "WITH ",
+    write_delete!(),
+    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'delete'), ",
+    add_to_put!()
+);
 
-/// The last statement of a put under a quota: raises SQLSTATE `VS507` (with
-/// the usage before and after) when the put raised bytes above `$2` or keys
-/// above `$3` (NULL: no limit). The function, which judges the same, is
-/// called only when the put is over, so an admitted put runs no PL/pgSQL.
-pub(crate) const CHECK_QUOTA: &str = "SELECT CASE \
-     WHEN (bytes > bytes_before AND bytes > $2) OR (keys > keys_before AND keys > $3) \
-     THEN vss_require_quota(bytes_before, keys_before, bytes, keys, $2, $3) END \
-     FROM vss_usage WHERE user_token = $1";
+/// The put's total change, as its items added it up.
+macro_rules! put_total {
+    () => {
+        "w AS (SELECT COALESCE(NULLIF(current_setting('vss.put_bytes', true), ''), '0')::bigint \
+         AS bytes, COALESCE(NULLIF(current_setting('vss.put_keys', true), ''), '0')::bigint \
+         AS keys)"
+    };
+}
+
+/// The last statement of a put of several items: counts its total change.
+pub(crate) const COUNT_PUT: &str = concat!("WITH ", put_total!(), count!(), "SELECT 1");
+
+/// [`COUNT_PUT`] under a quota: `$2` most bytes, `$3` most keys.
+pub(crate) const COUNT_PUT_UNDER_QUOTA: &str = concat!(
+    "WITH ",
+    put_total!(),
+    count_under_quota!("$2", "$3"),
+    "SELECT (SELECT over FROM q)"
+);
 
 /// Checks that the global version is `$3` and makes it `$3 + 1`. The store's row is
 /// created (with 1) by the first put that sets it; if that insert happens although `$3`
@@ -97,20 +294,6 @@ pub(crate) const BUMP_GLOBAL_VERSION: &str = "WITH g AS (INSERT INTO vss_stores 
      SET global_version = vss_stores.global_version + 1 \
      WHERE vss_stores.global_version = $3 RETURNING global_version) \
      SELECT vss_require((SELECT global_version - 1 FROM g) = $3, 'global_version')";
-
-/// `deleteObject` of `$3`, whatever its version (after [`LOCK_USAGE`]); frees its usage.
-pub(crate) const DELETE_OBJECT: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 \
-     RETURNING octet_length(key) + octet_length(value) AS n) \
-     UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d)";
-
-/// `deleteObject` of `$3` at version `$4` (after [`LOCK_USAGE`]); frees its usage.
-pub(crate) const DELETE_OBJECT_VERSION: &str = "WITH d AS (DELETE FROM vss_objects \
-     WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
-     RETURNING octet_length(key) + octet_length(value) AS n) \
-     UPDATE vss_usage SET bytes = bytes - (SELECT n FROM d), keys = keys - 1 \
-     WHERE user_token = $1 AND EXISTS (SELECT 1 FROM d)";
 
 // Listings say `sequence > 0` (true of every row) because the listing index is
 // partial on it: statements without it, every lookup by key, cannot use that index
@@ -269,7 +452,9 @@ mod plans {
 
         let by_key = [
             ("get", GET, "'u', 's', 'key-1-001'"),
-            ("upd", UPDATE, "'u', 's', 'key-1-001', 1, 'v'"),
+            ("upd", UPDATE_ALONE, "'u', 's', 'key-1-001', 1, 'v'"),
+            ("updp", UPDATE_IN_PUT, "'u', 's', 'key-1-001', 1, 'v'"),
+            ("upsert", ANY_ALONE, "'u', 's', 'key-1-001', 'v'"),
             ("del", DELETE_OBJECT, "'u', 's', 'key-1-001'"),
             ("delv", DELETE_OBJECT_VERSION, "'u', 's', 'key-1-001', 1"),
             ("pdel", DELETE_EXISTING_IN_PUT, "'u', 's', 'key-1-001'"),

@@ -143,23 +143,18 @@ struct PutStatement<'a> {
     conflict: Option<VssError>,
 }
 
-/// The statements of a put, in the order they must run: the user's usage row
-/// first, then the global version, then items sorted by key, so that
-/// concurrent puts lock rows in one order and cannot deadlock; last, under a
-/// quota, its check. Creation order still follows the request: items are
-/// numbered by their index in it. A put of a global version alone is its one
-/// statement (it changes no usage).
+/// The statements of a put, in the order they must run: the global version
+/// first, then items sorted by key, so that concurrent puts lock rows in one
+/// order and cannot deadlock, the user's usage last (see `sql`). Creation
+/// order still follows the request: items are numbered by their index in it.
+///
+/// A put of one item is that item's statement, which also counts the usage
+/// (and judges the quota); one of several items ends with the statement that
+/// counts their total. A put of a global version alone is its one statement
+/// (it changes no usage).
 fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<PutStatement<'a>> {
     let store: &'a [u8] = plan.store_id.as_bytes();
-    let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 4);
-    let items = !plan.writes.is_empty() || !plan.deletes.is_empty();
-    if items {
-        statements.push(PutStatement {
-            sql: sql::LOCK_USAGE,
-            params: vec![Box::new(user)],
-            conflict: None,
-        });
-    }
+    let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 3);
     if let Some(expected) = plan.global_version {
         statements.push(PutStatement {
             sql: sql::BUMP_GLOBAL_VERSION,
@@ -169,11 +164,19 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<Pu
             ))),
         });
     }
+    let alone = plan.writes.len() + plan.deletes.len() == 1;
+    let limited = !quota.is_unlimited();
+    let limits = || -> [Param<'a>; 2] {
+        [
+            Box::new(quota.max_bytes.map(limit)),
+            Box::new(quota.max_keys.map(limit)),
+        ]
+    };
     let creates = plan
         .writes
         .iter()
         .any(|w| !matches!(w.condition, WriteCondition::VersionIs(_)));
-    if creates {
+    if creates && !alone {
         statements.push(PutStatement {
             sql: sql::NEXT_SEQUENCE,
             params: Vec::new(),
@@ -184,76 +187,92 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<Pu
     for (index, write) in plan.writes.iter().enumerate() {
         let key: &'a [u8] = write.key.as_bytes();
         let value: &'a [u8] = &write.value;
-        let index = index as i64;
-        let statement = match write.condition {
-            WriteCondition::Any => PutStatement {
-                sql: sql::UPSERT_IN_PUT,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(value),
-                    Box::new(index),
-                ],
-                conflict: None,
-            },
-            WriteCondition::MustNotExist => PutStatement {
-                sql: sql::CREATE_IN_PUT,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(value),
-                    Box::new(index),
-                ],
-                conflict: Some(validate::write_conflict(&write.key)),
-            },
-            WriteCondition::VersionIs(version) => PutStatement {
-                sql: sql::UPDATE,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(version),
-                    Box::new(value),
-                ],
-                conflict: Some(validate::write_conflict(&write.key)),
-            },
+        let mut params: Vec<Param<'a>> = vec![Box::new(user), Box::new(store), Box::new(key)];
+        let (sql, conflict) = match write.condition {
+            WriteCondition::Any => {
+                params.push(Box::new(value));
+                let sql = match (alone, limited) {
+                    (true, false) => sql::ANY_ALONE,
+                    (true, true) => sql::ANY_ALONE_UNDER_QUOTA,
+                    (false, _) => sql::ANY_IN_PUT,
+                };
+                (sql, None)
+            }
+            WriteCondition::MustNotExist => {
+                params.push(Box::new(value));
+                let sql = match (alone, limited) {
+                    (true, false) => sql::CREATE_ALONE,
+                    (true, true) => sql::CREATE_ALONE_UNDER_QUOTA,
+                    (false, _) => sql::CREATE_IN_PUT,
+                };
+                (sql, Some(validate::write_conflict(&write.key)))
+            }
+            WriteCondition::VersionIs(version) => {
+                params.push(Box::new(version));
+                params.push(Box::new(value));
+                let sql = match (alone, limited) {
+                    (true, false) => sql::UPDATE_ALONE,
+                    (true, true) => sql::UPDATE_ALONE_UNDER_QUOTA,
+                    (false, _) => sql::UPDATE_IN_PUT,
+                };
+                (sql, Some(validate::write_conflict(&write.key)))
+            }
         };
-        items.push((&write.key, statement));
+        if !alone && !matches!(write.condition, WriteCondition::VersionIs(_)) {
+            params.push(Box::new(index as i64));
+        }
+        if alone && limited {
+            params.extend(limits());
+        }
+        items.push((
+            &write.key,
+            PutStatement {
+                sql,
+                params,
+                conflict,
+            },
+        ));
     }
     for delete in &plan.deletes {
         let key: &'a [u8] = delete.key.as_bytes();
-        let statement = match delete.condition {
-            DeleteCondition::VersionIs(version) => PutStatement {
-                sql: sql::DELETE_VERSION_IN_PUT,
-                params: vec![
-                    Box::new(user),
-                    Box::new(store),
-                    Box::new(key),
-                    Box::new(version),
-                ],
-                conflict: Some(validate::delete_conflict(&delete.key)),
-            },
-            DeleteCondition::Exists => PutStatement {
-                sql: sql::DELETE_EXISTING_IN_PUT,
-                params: vec![Box::new(user), Box::new(store), Box::new(key)],
-                conflict: Some(validate::delete_conflict(&delete.key)),
-            },
+        let mut params: Vec<Param<'a>> = vec![Box::new(user), Box::new(store), Box::new(key)];
+        // A delete never raises usage: alone, it needs no quota.
+        let sql = match (delete.condition, alone) {
+            (DeleteCondition::VersionIs(version), alone) => {
+                params.push(Box::new(version));
+                if alone {
+                    sql::DELETE_VERSION_ALONE
+                } else {
+                    sql::DELETE_VERSION_IN_PUT
+                }
+            }
+            (DeleteCondition::Exists, true) => sql::DELETE_EXISTING_ALONE,
+            (DeleteCondition::Exists, false) => sql::DELETE_EXISTING_IN_PUT,
         };
-        items.push((&delete.key, statement));
+        items.push((
+            &delete.key,
+            PutStatement {
+                sql,
+                params,
+                conflict: Some(validate::delete_conflict(&delete.key)),
+            },
+        ));
     }
     // Keys are distinct (validated), so this order is total. Byte order, like the index.
     items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let several = items.len() > 1;
     statements.extend(items.into_iter().map(|(_, s)| s));
-    if items_changed(plan) && !quota.is_unlimited() {
+    if several {
+        let mut params: Vec<Param<'a>> = vec![Box::new(user)];
+        let sql = if limited {
+            params.extend(limits());
+            sql::COUNT_PUT_UNDER_QUOTA
+        } else {
+            sql::COUNT_PUT
+        };
         statements.push(PutStatement {
-            sql: sql::CHECK_QUOTA,
-            params: vec![
-                Box::new(user),
-                Box::new(quota.max_bytes.map(limit)),
-                Box::new(quota.max_keys.map(limit)),
-            ],
+            sql,
+            params,
             conflict: None,
         });
     }
@@ -272,7 +291,7 @@ fn limit(max: u64) -> i64 {
 /// Runs `statements`, pipelined in one round trip: alone, or as one
 /// transaction (`BEGIN` first, `COMMIT` last). The first failure decides:
 /// the CONFLICT of its statement when its condition failed, the quota's
-/// answer when the quota check failed, else INTERNAL.
+/// answer when its quota check failed, else INTERNAL.
 async fn run_statements(
     client: &Object,
     statements: &[PutStatement<'_>],
@@ -314,9 +333,7 @@ async fn run_statements(
         };
         let statement = i.checked_sub(offset).and_then(|j| statements.get(j));
         return Err(match statement {
-            Some(s) if s.sql == sql::CHECK_QUOTA && is_quota_failure(&err) => {
-                quota_refusal(&err, quota)
-            }
+            Some(_) if is_quota_failure(&err) => quota_refusal(&err, quota),
             Some(PutStatement {
                 conflict: Some(conflict),
                 ..
@@ -446,8 +463,8 @@ impl KvStore for PostgresStore {
         self.put_with_quota(user, req, Quota::UNLIMITED).await
     }
 
-    /// One round trip: `BEGIN`, the statements of `put_statements` and
-    /// `COMMIT`, pipelined (a put of a global version alone is one statement).
+    /// One round trip: the statements of `put_statements`, pipelined between
+    /// `BEGIN` and `COMMIT` (a put of one statement needs no transaction).
     async fn put_with_quota(
         &self,
         user: &UserToken,
@@ -465,8 +482,7 @@ impl KvStore for PostgresStore {
         Ok(PutObjectResponse {})
     }
 
-    /// One round trip: `BEGIN`, the user's usage row, the `DELETE` (which
-    /// frees its usage) and `COMMIT`, pipelined.
+    /// One round trip: one statement, the `DELETE`, which frees its usage.
     async fn delete(
         &self,
         user: &UserToken,
@@ -493,16 +509,8 @@ impl KvStore for PostgresStore {
                 conflict: None,
             },
         };
-        let statements = [
-            PutStatement {
-                sql: sql::LOCK_USAGE,
-                params: vec![Box::new(user_bytes)],
-                conflict: None,
-            },
-            delete,
-        ];
         let client = self.client().await?;
-        run_statements(&client, &statements, Quota::UNLIMITED).await?;
+        run_statements(&client, &[delete], Quota::UNLIMITED).await?;
         Ok(DeleteObjectResponse {})
     }
 
@@ -690,44 +698,78 @@ mod tests {
         assert_eq!(
             texts,
             [
-                sql::LOCK_USAGE,
                 sql::BUMP_GLOBAL_VERSION,
                 sql::NEXT_SEQUENCE,
-                sql::UPSERT_IN_PUT,          // a, request index 1
-                sql::UPDATE,                 // b
+                sql::ANY_IN_PUT,             // a, request index 1
+                sql::UPDATE_IN_PUT,          // b
                 sql::DELETE_EXISTING_IN_PUT, // bb
                 sql::CREATE_IN_PUT,          // c, request index 0
-                sql::CHECK_QUOTA,
+                sql::COUNT_PUT_UNDER_QUOTA,
             ]
         );
-        assert!(statements[3].conflict.is_none());
-        assert!(statements[6].conflict.is_some());
+        assert!(statements[2].conflict.is_none());
+        assert!(statements[5].conflict.is_some());
+        // The usage's parameters: the user and the two limits.
+        assert_eq!(statements[6].params.len(), 3);
     }
 
     #[test]
-    fn a_global_version_alone_is_one_statement_and_items_take_the_usage_first() {
-        let plan = |items: Vec<KeyValue>, global_version| {
+    fn a_put_of_one_item_is_its_one_statement() {
+        let plan = |items: Vec<KeyValue>, deletes: Vec<KeyValue>, global_version| {
             validate::put(
                 PutObjectRequest {
                     store_id: "s".into(),
                     global_version,
                     transaction_items: items,
-                    delete_items: vec![],
+                    delete_items: deletes,
                 },
                 &StoreLimits::default(),
             )
             .unwrap()
         };
-        let texts = |plan: &PutPlan| -> Vec<&str> {
-            put_statements(b"u", plan, Quota::UNLIMITED)
+        let texts = |plan: &PutPlan, quota: Quota| -> Vec<&str> {
+            put_statements(b"u", plan, quota)
                 .iter()
                 .map(|s| s.sql)
                 .collect()
         };
-        assert_eq!(texts(&plan(vec![], Some(0))), [sql::BUMP_GLOBAL_VERSION]);
+        let quota = Quota {
+            max_bytes: None,
+            max_keys: Some(1),
+        };
+        let unlimited = Quota::UNLIMITED;
         assert_eq!(
-            texts(&plan(vec![kv("k", -1)], None)),
-            [sql::LOCK_USAGE, sql::NEXT_SEQUENCE, sql::UPSERT_IN_PUT]
+            texts(&plan(vec![], vec![], Some(0)), unlimited),
+            [sql::BUMP_GLOBAL_VERSION]
+        );
+        assert_eq!(
+            texts(&plan(vec![kv("k", -1)], vec![], None), unlimited),
+            [sql::ANY_ALONE]
+        );
+        assert_eq!(
+            texts(&plan(vec![kv("k", 0)], vec![], Some(4)), quota),
+            [sql::BUMP_GLOBAL_VERSION, sql::CREATE_ALONE_UNDER_QUOTA]
+        );
+        assert_eq!(
+            texts(&plan(vec![kv("k", 7)], vec![], None), quota),
+            [sql::UPDATE_ALONE_UNDER_QUOTA]
+        );
+        // A delete never raises usage, so it is not judged.
+        assert_eq!(
+            texts(&plan(vec![], vec![kv("k", 7)], None), quota),
+            [sql::DELETE_VERSION_ALONE]
+        );
+        assert_eq!(
+            texts(&plan(vec![], vec![kv("k", -1)], None), unlimited),
+            [sql::DELETE_EXISTING_ALONE]
+        );
+        assert_eq!(
+            texts(&plan(vec![kv("j", 3)], vec![kv("k", -1)], None), unlimited),
+            [
+                sql::UPDATE_IN_PUT,
+                sql::DELETE_EXISTING_IN_PUT,
+                sql::COUNT_PUT
+            ]
         );
     }
 }
