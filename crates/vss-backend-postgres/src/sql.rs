@@ -120,7 +120,7 @@ macro_rules! count_under_quota {
              u.bytes + r.bytes AS bytes, u.keys + r.keys AS keys \
              FROM w, u, (SELECT COALESCE(sum(bytes), 0)::bigint AS bytes, \
              COALESCE(sum(keys), 0)::bigint AS keys FROM vss_usage \
-             WHERE user_token = $1 AND shard <> 0) AS r), \
+             WHERE user_token = $1 AND shard > 0) AS r), \
              q AS (SELECT CASE WHEN (added_bytes > 0 AND bytes > ",
             $max_bytes,
             ") OR (added_keys > 0 AND keys > ",
