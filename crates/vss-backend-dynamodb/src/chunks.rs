@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -237,14 +238,15 @@ impl DynamoDbStore {
         Ok(report)
     }
 
-    /// Every item of a partition whose sort key starts with `prefix`, with the
-    /// given attributes.
-    async fn query_prefix(
+    /// A strongly consistent `Query` of the items of partition `pk` whose
+    /// sort key starts with `prefix`, with the given attributes; page it
+    /// with `into_paginator`.
+    pub(crate) fn prefix_query(
         &self,
         pk: &str,
         prefix: &str,
         attributes: &[&str],
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, DynamoDbError> {
+    ) -> QueryFluentBuilder {
         let mut p = Placeholders::default();
         let condition = format!(
             "{} = {} AND begins_with({}, {})",
@@ -253,13 +255,8 @@ impl DynamoDbStore {
             p.name(SK),
             p.string(prefix)
         );
-        let projection = attributes
-            .iter()
-            .map(|a| p.name(a))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let pages: Vec<_> = self
-            .client
+        let projection = p.projection(attributes);
+        self.client
             .query()
             .table_name(&self.table)
             .key_condition_expression(condition)
@@ -267,6 +264,18 @@ impl DynamoDbStore {
             .set_expression_attribute_names(p.names())
             .set_expression_attribute_values(p.values())
             .consistent_read(true)
+    }
+
+    /// Every item of a partition whose sort key starts with `prefix`, with the
+    /// given attributes.
+    async fn query_prefix(
+        &self,
+        pk: &str,
+        prefix: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, DynamoDbError> {
+        let pages: Vec<_> = self
+            .prefix_query(pk, prefix, attributes)
             .into_paginator()
             .items()
             .send()

@@ -30,6 +30,15 @@ impl Placeholders {
         placeholder
     }
 
+    /// A projection expression of `attributes`, each by its placeholder.
+    pub fn projection(&mut self, attributes: &[&str]) -> String {
+        attributes
+            .iter()
+            .map(|a| self.name(a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn number(&mut self, n: i64) -> String {
         self.value(num(n))
     }

@@ -366,11 +366,7 @@ impl DynamoDbStore {
         attributes: &[&str],
     ) -> Result<Vec<HashMap<String, AttributeValue>>, VssError> {
         let mut p = Placeholders::default();
-        let projection = attributes
-            .iter()
-            .map(|a| p.name(a))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let projection = p.projection(attributes);
         let mut items = Vec::with_capacity(keys.len());
         let mut backoff = Backoff::new(READ_ROUNDS);
         while !keys.is_empty() {

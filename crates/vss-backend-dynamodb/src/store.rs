@@ -197,11 +197,7 @@ impl DynamoDbStore {
         attributes: &[&str],
     ) -> Result<Option<HashMap<String, AttributeValue>>, VssError> {
         let mut p = Placeholders::default();
-        let projection = attributes
-            .iter()
-            .map(|a| p.name(a))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let projection = p.projection(attributes);
         let out = self
             .client
             .get_item()
@@ -426,7 +422,7 @@ impl KvStore for DynamoDbStore {
         if let Some(before) = plan.before_sequence {
             condition.push_str(&format!(" AND {} < {}", p.name(SEQ), p.number(before)));
         }
-        let projection = [SK, SEQ, VERSION].map(|a| p.name(a)).join(", ");
+        let projection = p.projection(&[SK, SEQ, VERSION]);
         let mut query = self
             .client
             .query()

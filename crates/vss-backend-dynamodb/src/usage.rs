@@ -92,7 +92,7 @@ impl DynamoDbStore {
     /// plus values), as the usage quotas are judged by. Strongly consistent.
     pub async fn usage(&self, user: &UserToken) -> Result<Usage, DynamoDbError> {
         let mut p = Placeholders::default();
-        let projection = [USAGE_BYTES, USAGE_KEYS].map(|a| p.name(a)).join(", ");
+        let projection = p.projection(&[USAGE_BYTES, USAGE_KEYS]);
         let out = self
             .client
             .get_item()
@@ -249,26 +249,12 @@ impl DynamoDbStore {
     /// What the records of the store at `pk` count, read page by page (a
     /// strongly consistent `Query`; values only to measure legacy records).
     async fn records_usage(&self, pk: &str) -> Result<Usage, VssError> {
-        let mut p = Placeholders::default();
-        let condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            p.name(PK),
-            p.string(pk),
-            p.name(SK),
-            p.string(RECORD_PREFIX)
-        );
-        let projection = [SK, VERSION, CHUNK_ID, CHUNK_COUNT, VALUE_LEN, VALUE]
-            .map(|a| p.name(a))
-            .join(", ");
         let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(condition)
-            .projection_expression(projection)
-            .set_expression_attribute_names(p.names())
-            .set_expression_attribute_values(p.values())
-            .consistent_read(true)
+            .prefix_query(
+                pk,
+                RECORD_PREFIX,
+                &[SK, VERSION, CHUNK_ID, CHUNK_COUNT, VALUE_LEN, VALUE],
+            )
             .into_paginator()
             .items()
             .send();
