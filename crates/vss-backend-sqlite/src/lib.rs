@@ -102,6 +102,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod error;
 pub mod measure;
@@ -117,12 +118,13 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
+use vss_core::admin::{ItemsPage, PageSize, StoreRef, StoredItem, StoresPage};
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, GetTarget};
-use vss_core::{KvStore, Quota, StoreLimits, UserToken, VssError};
+use vss_core::{AdminStore, KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 pub use config::{SqliteConfig, Synchronous};
 pub use error::SqliteError;
@@ -431,5 +433,65 @@ impl KvStore for SqliteStore {
         .map_err(|_| VssError::internal("an SQLite reader thread panicked"))?;
         tracing::info!(path = %self.path.display(), "closed the SQLite store");
         result
+    }
+}
+
+/// The admin interface: stores are enumerated in `(user, store id)` order,
+/// each once; every write is one savepoint of the writer's transaction, so
+/// atomic (a page of [`AdminStore::write_items`] is written whole or not at
+/// all).
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn list_stores(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<StoresPage, VssError> {
+        let after = cursor.map(vss_core::admin::store_of_cursor).transpose()?;
+        self.read(move |conn| admin::list_stores(conn, after.as_ref(), limit))
+            .await
+    }
+
+    async fn read_items(
+        &self,
+        store: &StoreRef,
+        after: i64,
+        size: PageSize,
+    ) -> Result<ItemsPage, VssError> {
+        let store = store.clone();
+        self.read(move |conn| admin::read_items(conn, &store, after, size))
+            .await
+    }
+
+    async fn write_items(
+        &self,
+        store: &StoreRef,
+        items: &[StoredItem],
+        global_version: Option<i64>,
+    ) -> Result<(), VssError> {
+        vss_core::admin::check_items(store, items, &self.limits)?;
+        let op = admin::AdminOp::WriteItems {
+            store_id: store.store_id.clone(),
+            items: items.to_vec(),
+            global_version,
+        };
+        self.write(&store.user, WriteOp::Admin(op)).await
+    }
+
+    async fn delete_store(&self, store: &StoreRef) -> Result<(), VssError> {
+        let op = admin::AdminOp::DeleteStore {
+            store_id: store.store_id.clone(),
+        };
+        self.write(&store.user, WriteOp::Admin(op)).await
+    }
+
+    async fn delete_user(&self, user: &UserToken) -> Result<(), VssError> {
+        self.write(user, WriteOp::Admin(admin::AdminOp::DeleteUser))
+            .await
+    }
+
+    async fn usage(&self, user: &UserToken) -> Result<Usage, VssError> {
+        let user = user.clone();
+        self.read(move |conn| admin::read_usage(conn, &user)).await
     }
 }

@@ -22,6 +22,8 @@ pub(crate) enum WriteOp {
     Put(PutPlan, Quota),
     /// A `deleteObject`: idempotent.
     Delete(DeletePlan),
+    /// A change of the admin interface.
+    Admin(crate::admin::AdminOp),
 }
 
 /// One queued write and where its answer goes.
@@ -42,7 +44,7 @@ pub(crate) enum Command {
 }
 
 /// Why one request of a batch was not applied.
-enum Refusal {
+pub(crate) enum Refusal {
     /// A condition did not hold (or the request broke a rule): answer with it.
     Rejected(VssError),
     /// The database failed.
@@ -165,6 +167,7 @@ fn run_transaction(
         let outcome = match &request.op {
             WriteOp::Put(plan, quota) => apply_put(conn, &request.user, plan, *quota),
             WriteOp::Delete(plan) => apply_delete(conn, &request.user, plan),
+            WriteOp::Admin(op) => crate::admin::apply(conn, &request.user, op),
         };
         match outcome {
             Ok(()) => {
@@ -226,7 +229,7 @@ pub(crate) fn largest_value(conn: &Connection) -> rusqlite::Result<usize> {
 }
 
 /// A count or length as SQLite stores it (a signed 64-bit integer), back.
-fn count(stored: i64) -> u64 {
+pub(crate) fn count(stored: i64) -> u64 {
     u64::try_from(stored).unwrap_or(0)
 }
 
@@ -249,7 +252,7 @@ pub(crate) fn usage(conn: &Connection, user: &str) -> rusqlite::Result<Usage> {
     Ok(stored.unwrap_or_default())
 }
 
-fn set_usage(conn: &Connection, user: &str, usage: Usage) -> rusqlite::Result<()> {
+pub(crate) fn set_usage(conn: &Connection, user: &str, usage: Usage) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO vss_usage (user_token, bytes, keys) VALUES (?1, ?2, ?3)
          ON CONFLICT (user_token) DO UPDATE SET bytes = excluded.bytes, keys = excluded.keys",

@@ -15,7 +15,7 @@ use vss_core::conformance::{Subject, SuiteOptions};
 async fn subject(configure: fn(SqliteConfig) -> SqliteConfig) -> Subject {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path(), "conformance", configure).await;
-    Subject::new(Arc::new(store)).holding(dir)
+    Subject::admin(Arc::new(store)).holding(dir)
 }
 
 fn options() -> SuiteOptions {

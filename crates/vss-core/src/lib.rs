@@ -71,6 +71,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod error;
 mod limits;
 mod memory;
@@ -92,6 +93,7 @@ pub mod proto {
     include!("generated/vss.rs");
 }
 
+pub use admin::AdminStore;
 pub use error::{error_chain, VssError, INTERNAL_ERROR_MESSAGE};
 pub use limits::{StoreLimits, PROTOCOL_MAX_ITEMS_PER_PUT};
 pub use memory::MemoryStore;

@@ -10,12 +10,13 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage};
 use crate::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use crate::validate::{self, GetTarget, ListedKey};
-use crate::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
+use crate::{AdminStore, KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -218,5 +219,127 @@ impl KvStore for MemoryStore {
 
     fn limits(&self) -> StoreLimits {
         self.limits
+    }
+}
+
+#[async_trait]
+impl AdminStore for MemoryStore {
+    async fn list_stores(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<StoresPage, VssError> {
+        let after = cursor.map(admin::store_of_cursor).transpose()?;
+        let stores = self.lock()?;
+        let mut names: Vec<StoreRef> = stores
+            .stores
+            .iter()
+            .filter(|(_, store)| !store.records.is_empty() || store.global_version != 0)
+            .map(|((user, store_id), _)| StoreRef {
+                user: user.clone(),
+                store_id: store_id.clone(),
+            })
+            .filter(|store| after.as_ref().is_none_or(|after| store > after))
+            .collect();
+        names.sort();
+        let more = names.len() > limit;
+        names.truncate(limit.max(1));
+        let next = match names.last() {
+            Some(last) if more => Some(admin::cursor_after(last)),
+            _ => None,
+        };
+        Ok(StoresPage {
+            stores: names,
+            next,
+        })
+    }
+
+    async fn read_items(
+        &self,
+        store: &StoreRef,
+        after: i64,
+        size: PageSize,
+    ) -> Result<ItemsPage, VssError> {
+        let stores = self.lock()?;
+        let Some(found) = stores
+            .stores
+            .get(&(store.user.clone(), store.store_id.clone()))
+        else {
+            return Ok(ItemsPage::default());
+        };
+        let mut items: Vec<StoredItem> = found
+            .records
+            .iter()
+            .filter(|(_, record)| record.sequence > after)
+            .map(|(key, record)| StoredItem {
+                key: key.clone(),
+                version: record.version,
+                position: record.sequence,
+                value: record.value.clone(),
+            })
+            .collect();
+        items.sort_by_key(|item| item.position);
+        let taken = size.take(items.iter().map(|item| item.value.len()));
+        items.truncate(taken);
+        Ok(ItemsPage {
+            global_version: found.global_version,
+            items,
+        })
+    }
+
+    async fn write_items(
+        &self,
+        store: &StoreRef,
+        items: &[StoredItem],
+        global_version: Option<i64>,
+    ) -> Result<(), VssError> {
+        admin::check_items(store, items, &self.limits)?;
+        let mut guard = self.lock()?;
+        let Stores { stores, usage } = &mut *guard;
+        let target = stores
+            .entry((store.user.clone(), store.store_id.clone()))
+            .or_default();
+        let used = usage.entry(store.user.clone()).or_default();
+        for item in items {
+            let record = Record {
+                version: item.version,
+                value: item.value.clone(),
+                sequence: item.position,
+            };
+            if let Some(old) = target.records.insert(item.key.clone(), record) {
+                *used = used.minus(Usage::of_item(&item.key, old.value.len()));
+            }
+            *used = used.plus(item.usage());
+            target.last_sequence = target.last_sequence.max(item.position);
+        }
+        if let Some(global_version) = global_version {
+            target.global_version = global_version;
+        }
+        Ok(())
+    }
+
+    async fn delete_store(&self, store: &StoreRef) -> Result<(), VssError> {
+        let mut guard = self.lock()?;
+        let Stores { stores, usage } = &mut *guard;
+        if let Some(removed) = stores.remove(&(store.user.clone(), store.store_id.clone())) {
+            if let Some(used) = usage.get_mut(&store.user) {
+                for (key, record) in &removed.records {
+                    *used = used.minus(Usage::of_item(key, record.value.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &UserToken) -> Result<(), VssError> {
+        let mut guard = self.lock()?;
+        let Stores { stores, usage } = &mut *guard;
+        stores.retain(|(owner, _), _| owner != user);
+        usage.remove(user);
+        Ok(())
+    }
+
+    async fn usage(&self, user: &UserToken) -> Result<Usage, VssError> {
+        Ok(self.lock()?.usage.get(user).copied().unwrap_or_default())
     }
 }

@@ -11,7 +11,7 @@ use vss_core::{MemoryStore, StoreLimits};
 mod memory_store {
     use super::*;
 
-    vss_core::conformance_tests!(|| async { Subject::new(Arc::new(MemoryStore::new())) });
+    vss_core::conformance_tests!(|| async { Subject::admin(Arc::new(MemoryStore::new())) });
 }
 
 /// A store declaring lower limits than the protocol's: the suite follows them.

@@ -34,8 +34,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::{KvStore, UserToken};
+use crate::{AdminStore, KvStore, UserToken};
 
+mod admin;
 mod concurrency;
 mod model;
 mod quotas;
@@ -55,6 +56,9 @@ pub struct Subject {
     /// for a client whose credentials fix one user whatever token it is given
     /// (such as an HTTP client); tests that need two users are then skipped.
     pub distinct_users: bool,
+    /// The store's admin interface, when it has one: the admin rules run
+    /// only then.
+    pub admin: Option<Arc<dyn AdminStore>>,
     guard: Option<Arc<dyn Any + Send + Sync>>,
 }
 
@@ -64,7 +68,16 @@ impl Subject {
         Subject {
             store,
             distinct_users: true,
+            admin: None,
             guard: None,
+        }
+    }
+
+    /// A store with an admin interface: every rule runs, the admin rules too.
+    pub fn admin(store: Arc<dyn AdminStore>) -> Self {
+        Subject {
+            admin: Some(store.clone()),
+            ..Subject::new(store)
         }
     }
 

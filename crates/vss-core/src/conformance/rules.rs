@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 
+use super::admin::*;
 use super::quotas::*;
 use super::support::{ensure, ensure_eq, expect_err, kv, unexpected, Ctx, Kind};
 use super::{ConcurrencyConfig, ConformanceTest, Subject, TestError, TestResult};
@@ -106,6 +107,14 @@ macro_rules! __conformance_rules {
     value_over_the_store_limit_is_too_large,
     // Operations.
     store_reports_ready,
+    // The admin interface.
+    admin_copy_in_keeps_versions_order_values_and_global_version,
+    admin_copy_out_reads_the_state_written_through_the_protocol,
+    admin_copy_replaces_the_destination_store_and_resumes,
+    admin_write_items_keeps_usage_exact,
+    admin_pages_are_bounded_and_ascend,
+    admin_list_stores_enumerates_every_store,
+    admin_delete_user_leaves_other_users_untouched,
         }
     };
 }
