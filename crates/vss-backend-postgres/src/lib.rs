@@ -143,6 +143,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod error;
 pub mod measure;

@@ -92,7 +92,7 @@ impl PostgresStore {
         })
     }
 
-    async fn client(&self) -> Result<Object, VssError> {
+    pub(crate) async fn client(&self) -> Result<Object, VssError> {
         self.gauges.record(&self.pool.status());
         self.pool
             .get()
@@ -106,7 +106,7 @@ impl PostgresStore {
 pub(crate) const MAX_VALUE_SIZE: usize = (1 << 30) - 1 - 64 * 1024;
 
 /// Every database failure is an internal error (retried by clients); its cause is only logged.
-fn internal(err: tokio_postgres::Error) -> VssError {
+pub(crate) fn internal(err: tokio_postgres::Error) -> VssError {
     internal_ref(&err)
 }
 
@@ -129,7 +129,7 @@ async fn prepare_all(
     Ok(distinct.into_iter().zip(statements).collect())
 }
 
-async fn prepare(client: &Object, text: &str) -> Result<Statement, VssError> {
+pub(crate) async fn prepare(client: &Object, text: &str) -> Result<Statement, VssError> {
     client.prepare_cached(text).await.map_err(internal)
 }
 
@@ -407,7 +407,7 @@ async fn run_in_order(
         .collect()
 }
 
-fn decode_key(bytes: Vec<u8>) -> Result<String, VssError> {
+pub(crate) fn decode_key(bytes: Vec<u8>) -> Result<String, VssError> {
     String::from_utf8(bytes).map_err(|_| VssError::internal("a stored key is not UTF-8"))
 }
 

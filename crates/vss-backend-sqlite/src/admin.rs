@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
-use vss_core::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage};
+use vss_core::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage, UsagePage};
 use vss_core::{Usage, UserToken, VssError};
 
 use crate::writer::{count, set_usage, usage, Refusal};
@@ -124,6 +124,51 @@ pub(crate) fn read_items(
 /// What `user`'s usage row says.
 pub(crate) fn read_usage(conn: &Connection, user: &UserToken) -> Result<Usage, VssError> {
     usage(conn, user.as_str()).map_err(db)
+}
+
+/// A page of users' usage rows, in user order.
+pub(crate) fn list_usage(
+    conn: &Connection,
+    after: Option<&UserToken>,
+    limit: usize,
+) -> Result<UsagePage, VssError> {
+    let limit = limit.max(1);
+    let mut users = conn
+        .prepare_cached(
+            "SELECT user_token, bytes, keys FROM vss_usage
+             WHERE ?1 = 0 OR user_token > ?2 ORDER BY user_token LIMIT ?3",
+        )
+        .map_err(db)?
+        .query_map(
+            params![
+                after.is_some(),
+                after.map_or("", UserToken::as_str),
+                i64::try_from(limit + 1).unwrap_or(i64::MAX)
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .map_err(db)?
+        .map(|row| {
+            let (user, bytes, keys) = row.map_err(db)?;
+            let user = UserToken::new(user).map_err(|e| {
+                VssError::internal(format!("a user token in vss_usage is invalid: {e}"))
+            })?;
+            Ok((
+                user,
+                Usage {
+                    bytes: count(bytes),
+                    keys: count(keys),
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>, VssError>>()?;
+    let more = users.len() > limit;
+    users.truncate(limit);
+    let next = match users.last() {
+        Some((last, _)) if more => Some(admin::user_cursor_after(last)),
+        _ => None,
+    };
+    Ok(UsagePage { users, next })
 }
 
 /// Applies an admin change inside the writer's savepoint.

@@ -118,7 +118,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
-use vss_core::admin::{ItemsPage, PageSize, StoreRef, StoredItem, StoresPage};
+use vss_core::admin::{ItemsPage, PageSize, StoreRef, StoredItem, StoresPage, UsagePage};
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
@@ -493,5 +493,11 @@ impl AdminStore for SqliteStore {
     async fn usage(&self, user: &UserToken) -> Result<Usage, VssError> {
         let user = user.clone();
         self.read(move |conn| admin::read_usage(conn, &user)).await
+    }
+
+    async fn list_usage(&self, cursor: Option<&str>, limit: usize) -> Result<UsagePage, VssError> {
+        let after = cursor.map(vss_core::admin::user_of_cursor).transpose()?;
+        self.read(move |conn| admin::list_usage(conn, after.as_ref(), limit))
+            .await
     }
 }

@@ -67,6 +67,15 @@ pub struct StoresPage {
     pub next: Option<String>,
 }
 
+/// A page of [`AdminStore::list_usage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsagePage {
+    /// Users and what they store.
+    pub users: Vec<(UserToken, Usage)>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<String>,
+}
+
 /// A page of a store's state: [`AdminStore::read_items`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemsPage {
@@ -162,6 +171,12 @@ pub trait AdminStore: KvStore {
 
     /// What `user` stores, as quotas count it.
     async fn usage(&self, user: &UserToken) -> Result<Usage, VssError>;
+
+    /// One page of users and their usage, from `cursor` (`None`: the first
+    /// page), at most about `limit`: every user who stores something appears
+    /// once across the pages (users who store nothing may appear, with zero).
+    /// The cursor is the backend's, as in [`AdminStore::list_stores`].
+    async fn list_usage(&self, cursor: Option<&str>, limit: usize) -> Result<UsagePage, VssError>;
 }
 
 /// Checks items for [`AdminStore::write_items`] of a store with `limits`:
@@ -404,6 +419,23 @@ pub fn cursor_after(store: &StoreRef) -> String {
         b64.encode(store.user.as_str()),
         b64.encode(&store.store_id)
     )
+}
+
+/// The cursor of an enumeration of users in order that continues after `user`.
+pub fn user_cursor_after(user: &UserToken) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(user.as_str())
+}
+
+/// The user a [`user_cursor_after`] cursor continues after.
+pub fn user_of_cursor(cursor: &str) -> Result<UserToken, VssError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|user| UserToken::new(user).ok())
+        .ok_or_else(|| VssError::InvalidRequest(format!("`{cursor}` is not a cursor of users")))
 }
 
 /// The store a [`cursor_after`] cursor continues after.

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage};
+use crate::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage, UsagePage};
 use crate::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
@@ -230,6 +230,7 @@ impl AdminStore for MemoryStore {
         limit: usize,
     ) -> Result<StoresPage, VssError> {
         let after = cursor.map(admin::store_of_cursor).transpose()?;
+        let limit = limit.max(1);
         let stores = self.lock()?;
         let mut names: Vec<StoreRef> = stores
             .stores
@@ -243,7 +244,7 @@ impl AdminStore for MemoryStore {
             .collect();
         names.sort();
         let more = names.len() > limit;
-        names.truncate(limit.max(1));
+        names.truncate(limit);
         let next = match names.last() {
             Some(last) if more => Some(admin::cursor_after(last)),
             _ => None,
@@ -341,5 +342,25 @@ impl AdminStore for MemoryStore {
 
     async fn usage(&self, user: &UserToken) -> Result<Usage, VssError> {
         Ok(self.lock()?.usage.get(user).copied().unwrap_or_default())
+    }
+
+    async fn list_usage(&self, cursor: Option<&str>, limit: usize) -> Result<UsagePage, VssError> {
+        let after = cursor.map(admin::user_of_cursor).transpose()?;
+        let limit = limit.max(1);
+        let mut users: Vec<(UserToken, Usage)> = self
+            .lock()?
+            .usage
+            .iter()
+            .filter(|(user, _)| after.as_ref().is_none_or(|after| *user > after))
+            .map(|(user, usage)| (user.clone(), *usage))
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = users.len() > limit;
+        users.truncate(limit);
+        let next = match users.last() {
+            Some((last, _)) if more => Some(admin::user_cursor_after(last)),
+            _ => None,
+        };
+        Ok(UsagePage { users, next })
     }
 }

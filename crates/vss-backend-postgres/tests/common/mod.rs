@@ -58,5 +58,5 @@ pub async fn inspect(config: &PostgresConfig, database: &str) -> tokio_postgres:
 }
 
 pub fn subject(store: &Arc<PostgresStore>) -> Subject {
-    Subject::new(store.clone())
+    Subject::admin(store.clone())
 }

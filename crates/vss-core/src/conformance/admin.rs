@@ -264,6 +264,23 @@ pub(super) async fn admin_write_items_keeps_usage_exact(s: Subject) -> TestResul
         (4, Bytes::from(vec![1; 2])),
         "the replaced key"
     );
+    // Keys created after a write get positions above it, however far it went.
+    let far = t.other_store("far");
+    admin
+        .write_items(&store_of(&far), &[item("far", 1 << 50, 0)], None)
+        .await
+        .map_err(|e| unexpected("write_items at position 2^50", e))?;
+    far.must_put("after", 0, b"").await?;
+    ensure_eq!(
+        far.list_keys(None).await?,
+        vec!["after".to_string(), "far".to_string()],
+        "listing after a create that follows a write at position 2^50"
+    );
+    for key in ["far", "after"] {
+        far.delete(key, -1)
+            .await
+            .map_err(|e| unexpected("deleteObject", e))?;
+    }
     // The quota counts what write_items wrote.
     let quota = crate::Quota {
         max_bytes: Some(18),
@@ -434,6 +451,47 @@ pub(super) async fn admin_delete_user_leaves_other_users_untouched(s: Subject) -
         "usage of a deleted user"
     );
     must_match(&*snapshot, &*admin, &store_of(&kept)).await?;
+    // The usage listing has the kept user, as counted, and not the other.
+    let kept_usage = admin
+        .usage(&kept.user)
+        .await
+        .map_err(|e| unexpected("usage", e))?;
+    ensure_eq!(
+        kept_usage,
+        snapshot
+            .usage(&kept.user)
+            .await
+            .map_err(|e| unexpected("usage", e))?,
+        "usage of the kept user"
+    );
+    let (mut listed_kept, mut listed_gone) = (None, None);
+    let mut cursor: Option<String> = None;
+    for _ in 0..1_000_000 {
+        let page = admin
+            .list_usage(cursor.as_deref(), 100)
+            .await
+            .map_err(|e| unexpected("list_usage", e))?;
+        for (user, usage) in page.users {
+            if user == kept.user {
+                listed_kept = Some(usage);
+            } else if user == gone.user {
+                listed_gone = Some(usage);
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ensure_eq!(
+        listed_kept,
+        Some(kept_usage),
+        "usage listed for the kept user"
+    );
+    ensure!(
+        listed_gone.is_none_or(|usage| usage == Usage::default()),
+        "usage listed for a deleted user: {listed_gone:?}"
+    );
     // The user may come back, from nothing.
     gone.must_put("a", 0, b"v").await?;
     ensure_eq!(
