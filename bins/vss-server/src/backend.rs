@@ -327,6 +327,35 @@ pub async fn open(config: &BackendConfig) -> Result<Arc<dyn KvStore>, BackendErr
     }
 }
 
+/// Opens the configured backend with its admin interface, for `vss-admin`.
+pub async fn open_admin(
+    config: &BackendConfig,
+) -> Result<Arc<dyn vss_core::AdminStore>, BackendError> {
+    match config {
+        BackendConfig::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "sqlite")]
+        BackendConfig::Sqlite(settings) => settings.open_admin().await,
+        #[cfg(feature = "postgres")]
+        BackendConfig::Postgres(settings) => settings.open_admin().await,
+        #[cfg(feature = "redis")]
+        BackendConfig::Redis(_) => Err(BackendError::Open {
+            backend: "redis",
+            reason: "vss-admin cannot read or write the Redis backend yet (it has no admin \
+                     interface)"
+                .into(),
+        }),
+        #[cfg(feature = "dynamodb")]
+        BackendConfig::DynamoDb(_) => Err(BackendError::Open {
+            backend: "dynamodb",
+            reason: "vss-admin cannot read or write the DynamoDB backend yet (it has no admin \
+                     interface)"
+                .into(),
+        }),
+        #[allow(unreachable_patterns)]
+        other => Err(BackendError::NotCompiled(other.name())),
+    }
+}
+
 /// The section's settings with nothing configured: every default of its declaration.
 fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
     let command = T::augment_args(clap::Command::new("defaults"))

@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod observe;

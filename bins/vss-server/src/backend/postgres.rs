@@ -246,6 +246,13 @@ impl PostgresSettings {
     pub(crate) async fn open(
         &self,
     ) -> Result<std::sync::Arc<dyn vss_core::KvStore>, super::BackendError> {
+        Ok(self.open_admin().await?)
+    }
+
+    /// Connects (and migrates), with the admin interface.
+    pub(crate) async fn open_admin(
+        &self,
+    ) -> Result<std::sync::Arc<dyn vss_core::AdminStore>, super::BackendError> {
         let store = vss_backend_postgres::PostgresStore::connect(self.backend_config()?)
             .await
             .map_err(|e| super::BackendError::open("postgres", e))?;

@@ -47,6 +47,13 @@ impl SqliteSettings {
     pub(crate) async fn open(
         &self,
     ) -> Result<std::sync::Arc<dyn vss_core::KvStore>, super::BackendError> {
+        Ok(self.open_admin().await?)
+    }
+
+    /// Opens (and migrates) the database file, with its admin interface.
+    pub(crate) async fn open_admin(
+        &self,
+    ) -> Result<std::sync::Arc<dyn vss_core::AdminStore>, super::BackendError> {
         use vss_backend_sqlite::{SqliteConfig, SqliteStore, Synchronous};
         let synchronous = if self.synchronous_full {
             Synchronous::Full

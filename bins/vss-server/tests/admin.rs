@@ -1,0 +1,390 @@
+//! `vss-admin` on real deployments: a SQLite deployment filled by
+//! vss-client-ng through vss-server, copied to a real PostgreSQL
+//! (`VSS_TEST_POSTGRES_URL`) with `copy`, proven with `verify`, and read back
+//! by vss-client-ng from vss-server on the destination; a copy killed midway
+//! and resumed; usage, stats and delete-user.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
+
+mod common;
+
+use std::path::Path;
+
+use common::child::{command, ADMIN, GUARD};
+use common::*;
+use vss_client_ng::client::VssClient;
+use vss_client_ng::headers::FixedHeaders;
+use vss_client_ng::types::{
+    DeleteObjectRequest, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
+};
+use vss_core::conformance;
+use vss_server::{AuthConfig, Config};
+
+const USERS: [&str; 2] = ["alice", "bob"];
+const STORES: [&str; 2] = ["wallet", ""];
+
+fn client(url: &str, user: &str) -> VssClient<ClientPolicy> {
+    let headers = [(
+        "Authorization".to_string(),
+        format!("Bearer {}", token(user)),
+    )];
+    VssClient::new_with_headers(
+        url.to_string(),
+        client_policy(),
+        std::sync::Arc::new(FixedHeaders::new(headers.into_iter().collect())),
+    )
+}
+
+fn kv(key: &str, version: i64, value: &[u8]) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        version,
+        value: value.to_vec(),
+    }
+}
+
+async fn put(c: &VssClient<ClientPolicy>, store: &str, gv: Option<i64>, items: Vec<KeyValue>) {
+    c.put_object(&PutObjectRequest {
+        store_id: store.into(),
+        global_version: gv,
+        transaction_items: items,
+        delete_items: vec![],
+    })
+    .await
+    .unwrap();
+}
+
+/// Writes a state with every feature into each store of each user: creates,
+/// updates, 600-character keys, an empty value, a 5 MiB value (first user's
+/// first store), a delete and re-create, a global version.
+async fn fill(url: &str, keys_per_store: usize) {
+    for (u, user) in USERS.iter().enumerate() {
+        let c = client(url, user);
+        for (s, store) in STORES.iter().enumerate() {
+            for n in 0..keys_per_store {
+                let value = format!("{user}/{store}/{n}");
+                put(&c, store, None, vec![kv(&ldk_key(n), 0, value.as_bytes())]).await;
+            }
+            put(
+                &c,
+                store,
+                None,
+                vec![kv("empty", -1, b""), kv("updated", 0, b"1")],
+            )
+            .await;
+            put(&c, store, None, vec![kv("updated", 1, b"2")]).await;
+            c.delete_object(&DeleteObjectRequest {
+                store_id: store.to_string(),
+                key_value: Some(kv(&ldk_key(0), -1, b"")),
+            })
+            .await
+            .unwrap();
+            put(&c, store, None, vec![kv(&ldk_key(0), 0, b"re-created")]).await;
+            if u == 0 && s == 0 {
+                put(&c, store, None, vec![kv("big", -1, &vec![0xA5; 5 << 20])]).await;
+            }
+            for gv in 0..(u + s + 1) as i64 {
+                put(&c, store, Some(gv), vec![]).await;
+            }
+        }
+    }
+}
+
+/// Everything a client sees of every store: (user, store, global version,
+/// listing newest first with versions and values).
+type Seen = Vec<(String, String, i64, Vec<(String, i64, Vec<u8>)>)>;
+
+async fn read_all(url: &str) -> Seen {
+    let mut seen = Vec::new();
+    for user in USERS {
+        let c = client(url, user);
+        for store in STORES {
+            let mut keys = Vec::new();
+            let mut token = None;
+            let mut global_version = None;
+            loop {
+                let page = c
+                    .list_key_versions(&ListKeyVersionsRequest {
+                        store_id: store.into(),
+                        key_prefix: None,
+                        page_size: Some(7),
+                        page_token: token.clone(),
+                    })
+                    .await
+                    .unwrap();
+                global_version = global_version.or(page.global_version);
+                for item in page.key_versions {
+                    let got = c
+                        .get_object(&GetObjectRequest {
+                            store_id: store.into(),
+                            key: item.key.clone(),
+                        })
+                        .await
+                        .unwrap()
+                        .value
+                        .unwrap();
+                    assert_eq!(got.version, item.version);
+                    keys.push((item.key, item.version, got.value));
+                }
+                match page.next_page_token {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+            seen.push((
+                user.to_string(),
+                store.to_string(),
+                global_version.unwrap(),
+                keys,
+            ));
+        }
+    }
+    seen
+}
+
+fn jwt(config: Config) -> Config {
+    Config {
+        auth: AuthConfig::jwt(PUBLIC_PEM),
+        ..config
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn sqlite_file(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    write(
+        &path,
+        &format!(
+            "[sqlite_config]\npath = \"{}\"\n",
+            dir.join(format!("{name}.sqlite3")).display()
+        ),
+    );
+    path
+}
+
+/// A config file of a fresh database on the test PostgreSQL server.
+fn postgres_file(dir: &Path, url: &str, label: &str) -> (std::path::PathBuf, Config) {
+    let pg = vss_backend_postgres::PostgresConfig::from_url(url).unwrap();
+    let mut database = conformance::unique_name(&format!("vss_admin_{label}")).replace('-', "_");
+    database.truncate(63);
+    let path = dir.join(format!("{label}.toml"));
+    write(
+        &path,
+        &format!(
+            "[postgresql_config]\naddress = \"{}\"\nusername = \"{}\"\ndefault_database = \"{}\"\n\
+             vss_database = \"{database}\"\n",
+            pg.address, pg.username, pg.database
+        ),
+    );
+    let config = Config::from_sources(["vss-server", "--config", path.to_str().unwrap()], &|_| {
+        None
+    })
+    .unwrap();
+    (path, config)
+}
+
+async fn admin(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let child = command(ADMIN, dir, args, &[]).spawn().unwrap();
+    let output = tokio::time::timeout(GUARD * 5, child.wait_with_output())
+        .await
+        .expect("vss-admin did not exit")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn ok(what: &str, (code, stdout, stderr): &(Option<i32>, String, String)) {
+    assert_eq!(*code, Some(0), "{what}: {stdout}\n{stderr}");
+}
+
+/// A filled SQLite deployment (`source.toml` in `dir`) and what clients see of it.
+async fn filled_sqlite(dir: &Path, keys_per_store: usize) -> (std::path::PathBuf, Seen) {
+    let source = sqlite_file(dir, "source");
+    let config = Config::from_sources(
+        ["vss-server", "--config", source.to_str().unwrap()],
+        &|_| None,
+    )
+    .unwrap();
+    let server = start(jwt(common::config(config.backend))).await;
+    fill(&server.url, keys_per_store).await;
+    let seen = read_all(&server.url).await;
+    server.stop().await;
+    (source, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_sqlite_to_postgres_then_clients_read_the_same() {
+    let Some(url) = conformance::service_url("VSS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (source, seen) = filled_sqlite(d, 12).await;
+    let (destination, destination_config) = postgres_file(d, &url, "dst");
+    let (from, to) = (source.to_str().unwrap(), destination.to_str().unwrap());
+
+    let copied = admin(d, &["copy", "--from", from, "--to", to, "--page-keys", "5"]).await;
+    ok("copy", &copied);
+    assert!(copied.1.contains("copied 4 stores"), "{}", copied.1);
+    let verified = admin(d, &["verify", "--from", from, "--to", to]).await;
+    ok("verify", &verified);
+    assert!(verified.1.contains("identical"), "{}", verified.1);
+
+    // vss-client-ng reads the same from vss-server on the destination.
+    let server = start(jwt(common::config(destination_config.backend.clone()))).await;
+    assert_eq!(read_all(&server.url).await, seen);
+
+    // A write on the destination is a difference verify reports, and exits 1.
+    put(
+        &client(&server.url, "bob"),
+        "wallet",
+        None,
+        vec![kv("updated", 2, b"3")],
+    )
+    .await;
+    let (code, stdout, _) = admin(d, &["verify", "--from", from, "--to", to]).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("key `updated` has version 2 on the first side, 3"),
+        "{stdout}"
+    );
+
+    // A second copy refuses the destination that holds data, unless merging;
+    // merging makes it equal again.
+    let refused = admin(d, &["copy", "--from", from, "--to", to]).await;
+    assert_eq!(refused.0, Some(1), "{refused:?}");
+    assert!(
+        refused.2.contains("holds data") && refused.2.contains("--merge"),
+        "{}",
+        refused.2
+    );
+    ok(
+        "merge",
+        &admin(d, &["copy", "--from", from, "--to", to, "--merge"]).await,
+    );
+    ok(
+        "verify after merge",
+        &admin(d, &["verify", "--from", from, "--to", to]).await,
+    );
+    assert_eq!(read_all(&server.url).await, seen);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_killed_midway_resumes_to_the_same_result() {
+    let Some(url) = conformance::service_url("VSS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (source, seen) = filled_sqlite(d, 30).await;
+    let (destination, destination_config) = postgres_file(d, &url, "resume");
+    let (from, to) = (source.to_str().unwrap(), destination.to_str().unwrap());
+    let copy = ["copy", "--from", from, "--to", to, "--page-keys", "4"];
+
+    // Killed (abort, as a crash) after its sixth page of four keys: the
+    // first store (Alice's store "", of 32 keys) is half copied.
+    let mut killed: Vec<&str> = copy.to_vec();
+    killed.extend(["--abort-after-pages", "6"]);
+    let (code, stdout, stderr) = admin(d, &killed).await;
+    assert_eq!(code, None, "the copy was not killed: {stdout}\n{stderr}");
+    let (code, stdout, _) = admin(d, &["verify", "--from", from, "--to", to]).await;
+    assert_eq!(code, Some(1), "a half copy verified: {stdout}");
+
+    let resumed = admin(d, &copy).await;
+    ok("resumed copy", &resumed);
+    assert!(
+        resumed.1.contains("resuming an earlier run"),
+        "{}",
+        resumed.1
+    );
+    ok(
+        "verify",
+        &admin(d, &["verify", "--from", from, "--to", to]).await,
+    );
+    let server = start(jwt(common::config(destination_config.backend.clone()))).await;
+    assert_eq!(read_all(&server.url).await, seen);
+    server.stop().await;
+    // Once finished, the same command is a new copy: the destination holds data.
+    let again = admin(d, &copy).await;
+    assert_eq!(again.0, Some(1), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_stats_and_delete_user_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (source, _) = filled_sqlite(d, 3).await;
+    let config = source.to_str().unwrap();
+    let snapshot = sqlite_file(d, "snapshot");
+    let snapshot = snapshot.to_str().unwrap();
+    ok(
+        "copy",
+        &admin(
+            d,
+            &["copy", "--from", config, "--to", snapshot, "--state", "s1"],
+        )
+        .await,
+    );
+
+    let (code, stdout, stderr) = admin(d, &["usage", "--json", "--sort", "user", config]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let users: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 2, "{stdout}");
+    assert_eq!(users[0]["user"], "alice");
+    assert_eq!(users[1]["user"], "bob");
+    // Both hold 2 stores of 3 + 2 keys; Alice also the 5 MiB value.
+    assert_eq!(users[0]["keys"], 11);
+    assert_eq!(users[1]["keys"], 10);
+    assert!(users[0]["bytes"].as_u64().unwrap() > 5 << 20);
+    let (_, by_bytes, _) = admin(d, &["usage", "--limit", "1", config]).await;
+    assert!(
+        by_bytes.contains("alice") && !by_bytes.contains("bob"),
+        "{by_bytes}"
+    );
+
+    let (code, stats, _) = admin(d, &["stats", "--json", config]).await;
+    assert_eq!(code, Some(0));
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["users"], 2);
+    assert_eq!(stats["keys"], 21);
+
+    // Without --yes nothing goes.
+    let (code, stdout, _) = admin(d, &["delete-user", "--user", "alice", config]).await;
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(
+        stdout.contains("would delete user `alice`: 11 keys"),
+        "{stdout}"
+    );
+    ok(
+        "verify",
+        &admin(d, &["verify", "--from", config, "--to", snapshot]).await,
+    );
+    ok(
+        "delete-user",
+        &admin(d, &["delete-user", "--user", "alice", "--yes", config]).await,
+    );
+    // Alice's stores are gone; Bob's are byte-identical (verify names only Alice).
+    let (code, stdout, _) = admin(d, &["verify", "--from", config, "--to", snapshot]).await;
+    assert_eq!(code, Some(1));
+    for line in stdout.lines().filter(|l| l.starts_with("DIFFERENT")) {
+        assert!(line.contains("alice"), "{line}");
+    }
+    assert!(
+        stdout.contains("of user `alice` holds data only on the second side"),
+        "{stdout}"
+    );
+    let (_, stats, _) = admin(d, &["stats", "--json", config]).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(
+        (stats["users"].clone(), stats["keys"].clone()),
+        (1.into(), 10.into())
+    );
+}
