@@ -338,12 +338,7 @@ pub async fn open_admin(
         #[cfg(feature = "postgres")]
         BackendConfig::Postgres(settings) => settings.open_admin().await,
         #[cfg(feature = "redis")]
-        BackendConfig::Redis(_) => Err(BackendError::Open {
-            backend: "redis",
-            reason: "vss-admin cannot read or write the Redis backend yet (it has no admin \
-                     interface)"
-                .into(),
-        }),
+        BackendConfig::Redis(settings) => settings.open_admin().await,
         #[cfg(feature = "dynamodb")]
         BackendConfig::DynamoDb(_) => Err(BackendError::Open {
             backend: "dynamodb",

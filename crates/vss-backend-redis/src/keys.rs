@@ -133,16 +133,77 @@ pub(crate) fn usage_marker(namespace: &str) -> Vec<u8> {
 /// A `SCAN` pattern matching the hash of every store in `namespace` (and
 /// maybe other keys, which [`StoreKeys::from_hash_key`] tells apart).
 pub(crate) fn store_hash_pattern(namespace: &str) -> Vec<u8> {
+    // Glob metacharacters of the namespace match only themselves.
+    let mut pattern = escaped(namespace);
+    pattern.extend_from_slice(b":{*}:h");
+    pattern
+}
+
+/// The glob pattern that matches `namespace` literally.
+fn escaped(namespace: &str) -> Vec<u8> {
     let mut pattern = Vec::with_capacity(namespace.len() + 8);
     for &b in namespace.as_bytes() {
-        // Glob metacharacters of the namespace match only themselves.
         if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
             pattern.push(b'\\');
         }
         pattern.push(b);
     }
-    pattern.extend_from_slice(b":{*}:h");
     pattern
+}
+
+/// A `SCAN` pattern matching the hash of every store of `user`.
+pub(crate) fn user_store_pattern(namespace: &str, user: &UserToken) -> Vec<u8> {
+    let mut pattern = escaped(namespace);
+    pattern.extend_from_slice(b":{");
+    push_hex(&mut pattern, user.as_str().as_bytes());
+    pattern.extend_from_slice(b".*}:h");
+    pattern
+}
+
+/// A `SCAN` pattern matching every user's usage hash (and maybe other keys,
+/// which [`user_of_usage_key`] tells apart).
+pub(crate) fn usage_pattern(namespace: &str) -> Vec<u8> {
+    let mut pattern = escaped(namespace);
+    pattern.extend_from_slice(b":{*}:u");
+    pattern
+}
+
+/// The user whose usage hash is `key`; `None` for any other key.
+pub(crate) fn user_of_usage_key(namespace: &str, key: &[u8]) -> Option<UserToken> {
+    let hex = key
+        .strip_prefix(namespace.as_bytes())?
+        .strip_prefix(b":{")?
+        .strip_suffix(b"}:u")?;
+    let user = String::from_utf8(unhex(hex)?).ok()?;
+    UserToken::new(user).ok()
+}
+
+/// The user and store id of the store whose hash is `key`; `None` for any
+/// other key.
+pub(crate) fn store_of_hash_key(namespace: &str, key: &[u8]) -> Option<(UserToken, String)> {
+    let tag = key
+        .strip_prefix(namespace.as_bytes())?
+        .strip_prefix(b":{")?
+        .strip_suffix(b"}:h")?;
+    let dot = tag.iter().position(|&b| b == b'.')?;
+    let user = String::from_utf8(unhex(&tag[..dot])?).ok()?;
+    let store_id = String::from_utf8(unhex(&tag[dot + 1..])?).ok()?;
+    Some((UserToken::new(user).ok()?, store_id))
+}
+
+/// Lowercase hex, decoded; `None` when it is not.
+fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    hex.chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 /// The hash field holding `key`'s version.
@@ -185,6 +246,20 @@ mod tests {
 
     fn user(s: &str) -> UserToken {
         UserToken::new(s).unwrap()
+    }
+
+    #[test]
+    fn admin_patterns_and_names_decode() {
+        let keys = StoreKeys::new("n*", &user("a.b"), "s}");
+        assert_eq!(
+            store_of_hash_key("n*", &keys.hash),
+            Some((user("a.b"), "s}".to_string()))
+        );
+        assert_eq!(user_of_usage_key("n*", &keys.usage), Some(user("a.b")));
+        assert_eq!(store_of_hash_key("n*", &keys.usage), None);
+        assert_eq!(user_of_usage_key("n*", &keys.hash), None);
+        assert_eq!(user_store_pattern("n*", &user("a")), b"n\\*:{61.*}:h");
+        assert_eq!(usage_pattern("n?"), b"n\\?:{*}:u");
     }
 
     #[test]

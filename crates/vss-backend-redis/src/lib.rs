@@ -196,6 +196,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod durability;
 mod error;

@@ -40,6 +40,17 @@ const COUNT_LUA: &str = concat!(
     include_str!("lua/count.lua")
 );
 const LIST_LUA: &str = include_str!("lua/list.lua");
+const READ_ITEMS_LUA: &str = include_str!("lua/read_items.lua");
+const WRITE_ITEMS_LUA: &str = concat!(
+    "#!lua\n",
+    include_str!("lua/usage.lua"),
+    include_str!("lua/write_items.lua")
+);
+const DELETE_STORE_LUA: &str = concat!(
+    "#!lua\n",
+    include_str!("lua/usage.lua"),
+    include_str!("lua/delete_store.lua")
+);
 
 /// The largest value a store declares ([`StoreLimits::max_value_size`]) when
 /// the server's `proto-max-bulk-len` cannot be read (`CONFIG GET` denied, as
@@ -59,15 +70,18 @@ const LARGEST_EXACT_LIMIT: u64 = 1 << 53;
 /// Cheap to share behind an `Arc`; every request uses one pooled, multiplexed
 /// connection, and connections come back by themselves after Redis restarts.
 pub struct RedisStore {
-    pool: Pool,
-    namespace: String,
+    pub(crate) pool: Pool,
+    pub(crate) namespace: String,
     list_scan_limit: usize,
     limits: StoreLimits,
     put_script: Script,
     delete_script: Script,
     list_script: Script,
+    pub(crate) read_items_script: Script,
+    pub(crate) write_items_script: Script,
+    pub(crate) delete_store_script: Script,
     /// Whether users' usage is kept (a standalone server), so that quotas work.
-    keeps_usage: bool,
+    pub(crate) keeps_usage: bool,
     durability_warnings: Vec<String>,
 }
 
@@ -155,10 +169,20 @@ impl RedisStore {
             put_script: Script::from_lua(PUT_LUA),
             delete_script: Script::from_lua(DELETE_LUA),
             list_script: Script::from_lua(LIST_LUA),
+            read_items_script: Script::from_lua(READ_ITEMS_LUA),
+            write_items_script: Script::from_lua(WRITE_ITEMS_LUA),
+            delete_store_script: Script::from_lua(DELETE_STORE_LUA),
             keeps_usage,
             durability_warnings,
         };
-        for script in [&store.put_script, &store.delete_script, &store.list_script] {
+        for script in [
+            &store.put_script,
+            &store.delete_script,
+            &store.list_script,
+            &store.read_items_script,
+            &store.write_items_script,
+            &store.delete_store_script,
+        ] {
             if let Err(source) = script.load(store.pool.next()).await {
                 let _ = store.pool.quit().await;
                 return Err(RedisError::Redis {
@@ -233,7 +257,7 @@ impl RedisStore {
 
     /// Runs a script by SHA, loading it again when the server answers NOSCRIPT
     /// (after a restart or `SCRIPT FLUSH`).
-    async fn run(
+    pub(crate) async fn run(
         &self,
         script: &Script,
         what: &'static str,
@@ -733,7 +757,7 @@ impl KvStore for RedisStore {
     }
 }
 
-fn array(value: Value, what: &str) -> Result<Vec<Value>, VssError> {
+pub(crate) fn array(value: Value, what: &str) -> Result<Vec<Value>, VssError> {
     match value {
         Value::Array(values) => Ok(values),
         other => Err(VssError::internal(format!(
@@ -742,13 +766,13 @@ fn array(value: Value, what: &str) -> Result<Vec<Value>, VssError> {
     }
 }
 
-fn next(parts: &mut impl Iterator<Item = Value>, what: &str) -> Result<Value, VssError> {
+pub(crate) fn next(parts: &mut impl Iterator<Item = Value>, what: &str) -> Result<Value, VssError> {
     parts
         .next()
         .ok_or_else(|| VssError::internal(format!("redis {what}: short reply")))
 }
 
-fn bytes(value: Value, what: &str) -> Result<Bytes, VssError> {
+pub(crate) fn bytes(value: Value, what: &str) -> Result<Bytes, VssError> {
     match value {
         Value::Bytes(b) => Ok(b),
         Value::String(s) => Ok(s.inner().clone()),
@@ -758,13 +782,13 @@ fn bytes(value: Value, what: &str) -> Result<Bytes, VssError> {
     }
 }
 
-fn text(value: Value, what: &str) -> Result<String, VssError> {
+pub(crate) fn text(value: Value, what: &str) -> Result<String, VssError> {
     String::from_utf8(bytes(value, what)?.to_vec())
         .map_err(|_| VssError::internal(format!("redis: {what} is not UTF-8")))
 }
 
 /// A decimal integer, sent as a string or an integer.
-fn decimal(value: Value, what: &str) -> Result<i64, VssError> {
+pub(crate) fn decimal(value: Value, what: &str) -> Result<i64, VssError> {
     match value {
         Value::Integer(i) => Ok(i),
         other => {

@@ -113,7 +113,7 @@ pub(crate) async fn count_existing(
 }
 
 /// The next cursor and the keys of one `SCAN` answer.
-fn scan_page(answer: Value) -> Result<(Vec<u8>, Vec<Vec<u8>>), Error> {
+pub(crate) fn scan_page(answer: Value) -> Result<(Vec<u8>, Vec<Vec<u8>>), Error> {
     let bad = || Error::new(ErrorKind::Protocol, "unexpected SCAN answer");
     let Value::Array(parts) = answer else {
         return Err(bad());

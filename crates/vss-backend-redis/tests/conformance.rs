@@ -9,5 +9,5 @@ use vss_core::conformance::Subject;
 
 vss_core::conformance_tests!(|| async {
     let url = common::redis_url()?;
-    Some(Subject::new(Arc::new(common::connect(&url).await)))
+    Some(Subject::admin(Arc::new(common::connect(&url).await)))
 });

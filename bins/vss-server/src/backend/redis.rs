@@ -93,6 +93,13 @@ impl RedisSettings {
     pub(crate) async fn open(
         &self,
     ) -> Result<std::sync::Arc<dyn vss_core::KvStore>, super::BackendError> {
+        Ok(self.open_admin().await?)
+    }
+
+    /// Connects, with the admin interface (which refuses to work on Redis Cluster).
+    pub(crate) async fn open_admin(
+        &self,
+    ) -> Result<std::sync::Arc<dyn vss_core::AdminStore>, super::BackendError> {
         use vss_backend_redis::{RedisError, RedisStore};
         let store = RedisStore::connect(self.backend_config())
             .await
