@@ -340,12 +340,7 @@ pub async fn open_admin(
         #[cfg(feature = "redis")]
         BackendConfig::Redis(settings) => settings.open_admin().await,
         #[cfg(feature = "dynamodb")]
-        BackendConfig::DynamoDb(_) => Err(BackendError::Open {
-            backend: "dynamodb",
-            reason: "vss-admin cannot read or write the DynamoDB backend yet (it has no admin \
-                     interface)"
-                .into(),
-        }),
+        BackendConfig::DynamoDb(settings) => settings.open_admin().await,
         #[allow(unreachable_patterns)]
         other => Err(BackendError::NotCompiled(other.name())),
     }

@@ -188,6 +188,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod chunks;
 mod config;
 mod error;
@@ -199,6 +200,7 @@ mod schema;
 mod store;
 mod usage;
 
+pub use admin::ITEMS_PER_TRANSACTION;
 pub use config::{DynamoDbConfig, StaticCredentials};
 pub use error::DynamoDbError;
 pub use retry::{describe_metrics, RETRIES_TOTAL};

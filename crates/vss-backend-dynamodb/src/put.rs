@@ -35,7 +35,7 @@ const READ_ROUNDS: u32 = 16;
 
 /// Where a written value goes.
 #[derive(Debug, Clone)]
-enum Storage {
+pub(crate) enum Storage {
     Inline,
     Chunked(ChunkSet),
 }
@@ -169,7 +169,7 @@ impl DynamoDbStore {
         let usage_pk = usage_partition_key(user);
         let started = Instant::now();
 
-        let storage = storage_plan(&plan.writes)?;
+        let storage = storage_plan(plan.writes.iter().map(|w| w.value.len()))?;
         let new_chunks: Vec<&ChunkSet> = storage
             .iter()
             .filter_map(|s| match s {
@@ -360,7 +360,7 @@ impl DynamoDbStore {
 
     /// Reads items by key with a `BatchGetItem` (strongly consistent), with
     /// rounds for whatever DynamoDB leaves unprocessed. At most 100 keys.
-    async fn batch_read(
+    pub(crate) async fn batch_read(
         &self,
         mut keys: Vec<HashMap<String, AttributeValue>>,
         attributes: &[&str],
@@ -612,12 +612,12 @@ struct Target<'a> {
 
 /// Where each written value goes: inline while it fits an item and the put's
 /// inline budget, chunked otherwise.
-fn storage_plan(writes: &[PlannedWrite]) -> Result<Vec<Storage>, VssError> {
+pub(crate) fn storage_plan(
+    lengths: impl Iterator<Item = usize>,
+) -> Result<Vec<Storage>, VssError> {
     let mut inline_budget = INLINE_BUDGET_PER_PUT;
-    writes
-        .iter()
-        .map(|write| {
-            let len = write.value.len();
+    lengths
+        .map(|len| {
             if len <= INLINE_VALUE_LIMIT && len <= inline_budget {
                 inline_budget -= len;
                 Ok(Storage::Inline)
@@ -1140,7 +1140,7 @@ mod tests {
         let mut writes: Vec<_> = (0..12).map(|_| write(INLINE_VALUE_LIMIT)).collect();
         writes.push(write(0));
         writes.push(write(INLINE_VALUE_LIMIT + 1));
-        let storage = storage_plan(&writes).unwrap();
+        let storage = storage_plan(writes.iter().map(|w| w.value.len())).unwrap();
         let inline = |s: &Storage| matches!(s, Storage::Inline);
         let fitting = INLINE_BUDGET_PER_PUT / INLINE_VALUE_LIMIT;
         assert!(storage[..fitting].iter().all(inline));

@@ -98,6 +98,13 @@ impl DynamoDbSettings {
     pub(crate) async fn open(
         &self,
     ) -> Result<std::sync::Arc<dyn vss_core::KvStore>, super::BackendError> {
+        Ok(self.open_admin().await?)
+    }
+
+    /// Connects (and checks the table), with the admin interface.
+    pub(crate) async fn open_admin(
+        &self,
+    ) -> Result<std::sync::Arc<dyn vss_core::AdminStore>, super::BackendError> {
         use vss_backend_dynamodb::{
             DynamoDbConfig, DynamoDbError, DynamoDbStore, StaticCredentials,
         };

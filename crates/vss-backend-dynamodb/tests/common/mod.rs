@@ -37,7 +37,7 @@ pub async fn store(label: &str) -> Option<DynamoDbStore> {
 }
 
 pub fn subject(store: DynamoDbStore) -> Subject {
-    Subject::new(Arc::new(store))
+    Subject::admin(Arc::new(store))
 }
 
 /// One item of a put.
