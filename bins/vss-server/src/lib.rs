@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod archive;
 pub mod backend;
 pub mod config;
 pub mod observe;

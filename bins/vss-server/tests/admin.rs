@@ -186,8 +186,15 @@ fn postgres_file(dir: &Path, url: &str, label: &str) -> (std::path::PathBuf, Con
     (path, config)
 }
 
+/// The credentials, region of the local DynamoDB-API server, for vss-admin.
+const AWS_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
 async fn admin(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let child = command(ADMIN, dir, args, &[]).spawn().unwrap();
+    let child = command(ADMIN, dir, args, AWS_ENV).spawn().unwrap();
     let output = tokio::time::timeout(GUARD * 5, child.wait_with_output())
         .await
         .expect("vss-admin did not exit")
@@ -201,6 +208,148 @@ async fn admin(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 
 fn ok(what: &str, (code, stdout, stderr): &(Option<i32>, String, String)) {
     assert_eq!(*code, Some(0), "{what}: {stdout}\n{stderr}");
+}
+
+/// A deployment: its config file, and the configuration vss-server reads
+/// from it (with the local DynamoDB server's credentials).
+struct Deployment {
+    file: std::path::PathBuf,
+    config: Config,
+}
+
+impl Deployment {
+    fn new(file: std::path::PathBuf) -> Self {
+        let mut config =
+            Config::from_sources(["vss-server", "--config", file.to_str().unwrap()], &|_| {
+                None
+            })
+            .unwrap();
+        if let vss_server::BackendConfig::DynamoDb(settings) = &mut config.backend {
+            settings.credentials = Some(vss_server::backend::AwsCredentials {
+                access_key_id: "test".into(),
+                secret_access_key: "test".into(),
+            });
+        }
+        Deployment { file, config }
+    }
+
+    fn path(&self) -> &str {
+        self.file.to_str().unwrap()
+    }
+
+    /// Fills it through vss-server and answers what clients see.
+    async fn fill(&self, keys_per_store: usize) -> Seen {
+        let server = start(jwt(common::config(self.config.backend.clone()))).await;
+        fill(&server.url, keys_per_store).await;
+        let seen = read_all(&server.url).await;
+        server.stop().await;
+        seen
+    }
+
+    /// What clients see through vss-server on it.
+    async fn seen(&self) -> Seen {
+        let server = start(jwt(common::config(self.config.backend.clone()))).await;
+        let seen = read_all(&server.url).await;
+        server.stop().await;
+        seen
+    }
+}
+
+/// A deployment in a fresh table of the local DynamoDB-API server.
+fn dynamodb_deployment(dir: &Path, endpoint: &str, label: &str) -> Deployment {
+    let table = conformance::unique_name(&format!("admin-{label}"));
+    let path = dir.join(format!("{label}.toml"));
+    write(
+        &path,
+        &format!(
+            "[dynamodb_config]\ntable = \"{table}\"\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{endpoint}\"\ncreate_table = true\n"
+        ),
+    );
+    Deployment::new(path)
+}
+
+/// A deployment on database `db` of the test Redis, emptied of the test's users.
+async fn redis_deployment(dir: &Path, url: &str, db: u8, label: &str) -> Deployment {
+    let path = dir.join(format!("{label}.toml"));
+    write(
+        &path,
+        &format!(
+            "[redis_config]\nurl = \"{}/{db}\"\n",
+            url.trim_end_matches('/')
+        ),
+    );
+    let deployment = Deployment::new(path);
+    for user in USERS {
+        ok(
+            "emptying the Redis database",
+            &admin(
+                dir,
+                &["delete-user", "--user", user, "--yes", deployment.path()],
+            )
+            .await,
+        );
+    }
+    deployment
+}
+
+/// Copies `source` (filled here) to the empty `destination`, verifies, and
+/// reads the destination back through vss-server.
+async fn copy_and_read_back(dir: &Path, source: &Deployment, destination: &Deployment) {
+    let seen = source.fill(5).await;
+    let (from, to) = (source.path(), destination.path());
+    let copied = admin(
+        dir,
+        &["copy", "--from", from, "--to", to, "--page-keys", "3"],
+    )
+    .await;
+    ok("copy", &copied);
+    assert!(copied.1.contains(" 4 stores, 29 keys"), "{}", copied.1);
+    let verified = admin(dir, &["verify", "--from", from, "--to", to]).await;
+    ok("verify", &verified);
+    assert_eq!(destination.seen().await, seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_postgres_to_dynamodb() {
+    let (Some(pg), Some(ddb)) = (
+        conformance::service_url("VSS_TEST_POSTGRES_URL"),
+        conformance::service_url("VSS_TEST_DYNAMODB_URL"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = Deployment::new(postgres_file(d, &pg, "pg_src").0);
+    let destination = dynamodb_deployment(d, &ddb, "ddb-dst");
+    copy_and_read_back(d, &source, &destination).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_redis_to_sqlite() {
+    let Some(redis) = conformance::service_url("VSS_TEST_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = redis_deployment(d, &redis, 5, "redis-src").await;
+    let destination = Deployment::new(sqlite_file(d, "sqlite-dst"));
+    copy_and_read_back(d, &source, &destination).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_dynamodb_to_redis() {
+    let (Some(ddb), Some(redis)) = (
+        conformance::service_url("VSS_TEST_DYNAMODB_URL"),
+        conformance::service_url("VSS_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = dynamodb_deployment(d, &ddb, "ddb-src");
+    let destination = redis_deployment(d, &redis, 6, "redis-dst").await;
+    copy_and_read_back(d, &source, &destination).await;
 }
 
 /// A filled SQLite deployment (`source.toml` in `dir`) and what clients see of it.
@@ -387,4 +536,100 @@ async fn usage_stats_and_delete_user_on_sqlite() {
         (stats["users"].clone(), stats["keys"].clone()),
         (1.into(), 10.into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_restores_exactly_and_refuses_damaged_files() {
+    let Some(url) = conformance::service_url("VSS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let source = Deployment::new(sqlite_file(d, "exported"));
+    let seen = source.fill(8).await;
+    let file = d.join("backup.vssx");
+    let file = file.to_str().unwrap();
+    let exported = admin(d, &["export", "--file", file, "--json", source.path()]).await;
+    ok("export", &exported);
+    let contents: serde_json::Value = serde_json::from_str(&exported.1).unwrap();
+    assert_eq!(
+        (contents["stores"].clone(), contents["keys"].clone()),
+        (4.into(), 41.into())
+    );
+    // The file exists now: a second export does not overwrite it.
+    let again = admin(d, &["export", "--file", file, source.path()]).await;
+    assert_eq!(again.0, Some(1), "{again:?}");
+    assert!(again.2.contains("exists"), "{}", again.2);
+
+    let destination = Deployment::new(postgres_file(d, &url, "imported").0);
+    ok(
+        "import",
+        &admin(d, &["import", "--file", file, destination.path()]).await,
+    );
+    ok(
+        "verify",
+        &admin(
+            d,
+            &[
+                "verify",
+                "--from",
+                source.path(),
+                "--to",
+                destination.path(),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(destination.seen().await, seen);
+    // Into a deployment that holds data: refused, unless merging.
+    let refused = admin(d, &["import", "--file", file, destination.path()]).await;
+    assert_eq!(refused.0, Some(1), "{refused:?}");
+    assert!(refused.2.contains("--merge"), "{}", refused.2);
+    ok(
+        "import --merge",
+        &admin(
+            d,
+            &["import", "--file", file, "--merge", destination.path()],
+        )
+        .await,
+    );
+    ok(
+        "verify after the merge",
+        &admin(
+            d,
+            &[
+                "verify",
+                "--from",
+                source.path(),
+                "--to",
+                destination.path(),
+            ],
+        )
+        .await,
+    );
+
+    // Damaged files are refused before anything is written.
+    let bytes = std::fs::read(file).unwrap();
+    let truncated = d.join("truncated.vssx");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    let corrupt = d.join("corrupt.vssx");
+    std::fs::write(&corrupt, &flipped).unwrap();
+    let empty = Deployment::new(sqlite_file(d, "untouched"));
+    for damaged in [&truncated, &corrupt] {
+        let (code, _, stderr) = admin(
+            d,
+            &["import", "--file", damaged.to_str().unwrap(), empty.path()],
+        )
+        .await;
+        assert_eq!(code, Some(1), "{stderr}");
+        let (_, stats, _) = admin(d, &["stats", "--json", empty.path()]).await;
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        assert_eq!(stats["keys"], 0, "a damaged file wrote data: {stderr}");
+    }
+    let (code, stdout, _) = admin(d, &["import", "--file", file, "--check"]).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("4 stores, 41 keys"), "{stdout}");
 }

@@ -593,11 +593,7 @@ impl AdminStore for DynamoDbStore {
             .map_err(|e| VssError::internal(vss_core::error_chain(&e)))
     }
 
-    async fn list_usage(
-        &self,
-        cursor: Option<&str>,
-        _limit: usize,
-    ) -> Result<UsagePage, VssError> {
+    async fn list_usage(&self, cursor: Option<&str>, _limit: usize) -> Result<UsagePage, VssError> {
         let mut p = Placeholders::default();
         let filter = format!(
             "{} = {} AND begins_with({}, {})",

@@ -612,9 +612,7 @@ struct Target<'a> {
 
 /// Where each written value goes: inline while it fits an item and the put's
 /// inline budget, chunked otherwise.
-pub(crate) fn storage_plan(
-    lengths: impl Iterator<Item = usize>,
-) -> Result<Vec<Storage>, VssError> {
+pub(crate) fn storage_plan(lengths: impl Iterator<Item = usize>) -> Result<Vec<Storage>, VssError> {
     let mut inline_budget = INLINE_BUDGET_PER_PUT;
     lengths
         .map(|len| {

@@ -223,7 +223,11 @@ impl DynamoDbStore {
     }
 
     /// Reads one record with its whole value.
-    pub(crate) async fn get_record(&self, pk: &str, key: &str) -> Result<Option<(i64, Bytes)>, VssError> {
+    pub(crate) async fn get_record(
+        &self,
+        pk: &str,
+        key: &str,
+    ) -> Result<Option<(i64, Bytes)>, VssError> {
         let mut backoff = Backoff::new(READ_ATTEMPTS);
         loop {
             let out = self

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use vss_core::admin::PageSize;
 use vss_core::{AdminStore, UserToken};
-use vss_server::{admin, backend, BackendConfig, Config};
+use vss_server::{admin, archive, backend, BackendConfig, Config};
 
 /// Operations on the data of a vss-rs deployment.
 ///
@@ -41,6 +41,19 @@ enum Command {
     /// Every key's version, position (listing order) and value, every
     /// global version, every user's usage, and stores that only one side has.
     Verify(VerifyArgs),
+    /// Write every store of a deployment to a file (format: vss_server::archive)
+    ///
+    /// Exactly (keys, values, versions, listing order, global versions),
+    /// streamed a page at a time, gzip-compressed, with a SHA-256 of the
+    /// whole in its last record. The file must not exist.
+    Export(ExportArgs),
+    /// Restore an export file into a deployment, exactly, on any backend
+    ///
+    /// Reads the whole file once to check it (structure, counts, checksum)
+    /// before writing anything. The deployment must hold no data unless
+    /// --merge is given (each store of the file then replaces the
+    /// deployment's store of the same user and id).
+    Import(ImportArgs),
     /// Users and what each stores (keys, bytes of keys plus values)
     Usage(UsageArgs),
     /// Totals of the deployment: users, keys, bytes
@@ -134,6 +147,37 @@ struct VerifyArgs {
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// The file to write (must not exist)
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The export file to read
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// Import into a deployment that holds data (each store of the file
+    /// replaces the deployment's store of the same user and id)
+    #[arg(long)]
+    merge: bool,
+    /// Only check the file (structure, counts, checksum); write nothing
+    #[arg(long)]
+    check: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +383,36 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 ExitCode::FAILURE
             })
         }
+        Command::Export(args) => {
+            let store = open(&server_config(&args.server)?, "the deployment").await?;
+            let started = std::time::Instant::now();
+            let contents = archive::export(&*store, &args.file, PageSize::default()).await;
+            close(&*store).await;
+            report_contents(&contents?, "exported to", &args.file, started, args.json)
+        }
+        Command::Import(args) => {
+            let started = std::time::Instant::now();
+            if args.check {
+                let contents = archive::check(&args.file)?;
+                return report_contents(&contents, "checked", &args.file, started, args.json);
+            }
+            let store = open(&server_config(&args.server)?, "the deployment").await?;
+            let result = async {
+                if !args.merge {
+                    if let Some(store) = admin::first_store_with_data(&*store).await? {
+                        return Err(format!(
+                            "the deployment holds data ({store}, and maybe more): import into \
+                             an empty deployment, or pass --merge to replace each store the \
+                             file has and keep the others"
+                        ));
+                    }
+                }
+                archive::import(&*store, &args.file, PageSize::default()).await
+            }
+            .await;
+            close(&*store).await;
+            report_contents(&result?, "imported from", &args.file, started, args.json)
+        }
         Command::Usage(args) => {
             let store = open(&server_config(&args.server)?, "the deployment").await?;
             let users = admin::all_usage(&*store).await;
@@ -394,6 +468,31 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             result
         }
     }
+}
+
+fn report_contents(
+    contents: &archive::Contents,
+    done: &str,
+    file: &Path,
+    started: std::time::Instant,
+    json: bool,
+) -> Result<ExitCode, String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(contents).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "{} stores, {} keys, {} bytes {done} {} in {:.1} s",
+            contents.stores,
+            contents.keys,
+            contents.bytes,
+            file.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn delete_user(
