@@ -20,25 +20,34 @@ fn failed(what: &str) -> impl Fn(VssError) -> String + '_ {
     move |err| format!("{what}: {}", vss_core::error_chain(&err))
 }
 
-/// Every user who stores something, and what: the sum is the deployment's.
-pub async fn all_usage(admin: &dyn AdminStore) -> Result<Vec<(UserToken, Usage)>, String> {
-    let mut users = Vec::new();
+/// Calls `f` with every user who stores something, page by page.
+async fn each_user(
+    admin: &dyn AdminStore,
+    mut f: impl FnMut(UserToken, Usage),
+) -> Result<(), String> {
     let mut cursor: Option<String> = None;
     loop {
         let page = admin
             .list_usage(cursor.as_deref(), USERS_PER_PAGE)
             .await
             .map_err(failed("listing users' usage"))?;
-        users.extend(
-            page.users
-                .into_iter()
-                .filter(|(_, usage)| *usage != Usage::default()),
-        );
+        for (user, usage) in page.users {
+            if usage != Usage::default() {
+                f(user, usage);
+            }
+        }
         match page.next {
             Some(next) => cursor = Some(next),
-            None => return Ok(users),
+            None => return Ok(()),
         }
     }
+}
+
+/// Every user who stores something, and what (all in memory, for sorting).
+pub async fn all_usage(admin: &dyn AdminStore) -> Result<Vec<(UserToken, Usage)>, String> {
+    let mut users = Vec::new();
+    each_user(admin, |user, usage| users.push((user, usage))).await?;
+    Ok(users)
 }
 
 /// Totals of a deployment.
@@ -56,24 +65,13 @@ pub struct Totals {
 /// in memory).
 pub async fn totals(admin: &dyn AdminStore) -> Result<Totals, String> {
     let mut totals = Totals::default();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = admin
-            .list_usage(cursor.as_deref(), USERS_PER_PAGE)
-            .await
-            .map_err(failed("listing users' usage"))?;
-        for (_, usage) in page.users {
-            if usage != Usage::default() {
-                totals.users += 1;
-                totals.keys += usage.keys;
-                totals.bytes = totals.bytes.saturating_add(usage.bytes);
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(totals),
-        }
-    }
+    each_user(admin, |_, usage| {
+        totals.users += 1;
+        totals.keys += usage.keys;
+        totals.bytes = totals.bytes.saturating_add(usage.bytes);
+    })
+    .await?;
+    Ok(totals)
 }
 
 /// The first store of `admin` that holds data, if any.

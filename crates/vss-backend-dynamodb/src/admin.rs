@@ -28,7 +28,7 @@ use vss_core::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPag
 use vss_core::{AdminStore, KvStore, Quota, Usage, UserToken, VssError};
 
 use crate::chunks::ChunkSet;
-use crate::expr::{bin, get_bin, get_num, get_str, Placeholders};
+use crate::expr::{get_bin, get_num, get_str, Placeholders};
 use crate::layout::{
     key_of_record, partition_key, record_sort_key, usage_partition_key, user_of_partition,
     BY_SEQ_INDEX, CHUNK_COUNT, CHUNK_ID, CHUNK_PREFIX, COUNTER, GLOBAL_VERSION, METADATA_SK, PK,
@@ -36,8 +36,8 @@ use crate::layout::{
     USAGE_SK, VALUE, VALUE_LEN, VERSION,
 };
 use crate::put::{
-    equals_or_absent, fatal_reasons, record_state, same_value, storage_plan, Cancelled, Failure,
-    Storage, PUT_ATTEMPTS,
+    equals_or_absent, fatal_reasons, record_state, record_value, same_value, storage_plan,
+    Cancelled, Failure, Storage, PUT_ATTEMPTS,
 };
 use crate::retry::Backoff;
 use crate::store::{internal, DynamoDbStore};
@@ -160,32 +160,9 @@ impl DynamoDbStore {
                 }
                 delta.add(item.usage());
                 let mut p = Placeholders::default();
-                let len = i64::try_from(item.value.len())
-                    .map_err(|_| Failure::Definite(VssError::internal("value length")))?;
-                let mut set = vec![
-                    format!("{} = {}", p.name(VERSION), p.number(item.version)),
-                    format!("{} = {}", p.name(VALUE_LEN), p.number(len)),
-                    format!("{} = {}", p.name(SEQ), p.number(item.position)),
-                ];
-                let mut remove = Vec::new();
-                match storage {
-                    Storage::Inline if item.value.is_empty() => {
-                        remove.extend([VALUE, CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
-                    }
-                    Storage::Inline => {
-                        set.push(format!("{} = {}", p.name(VALUE), p.value(bin(&item.value))));
-                        remove.extend([CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
-                    }
-                    Storage::Chunked(chunks) => {
-                        set.push(format!("{} = {}", p.name(CHUNK_ID), p.string(&chunks.id)));
-                        set.push(format!(
-                            "{} = {}",
-                            p.name(CHUNK_COUNT),
-                            p.number(chunks.count.into())
-                        ));
-                        remove.push(p.name(VALUE));
-                    }
-                }
+                let (mut set, remove) = record_value(&mut p, item.version, &item.value, storage)
+                    .map_err(Failure::Definite)?;
+                set.push(format!("{} = {}", p.name(SEQ), p.number(item.position)));
                 let condition = match current {
                     None => format!("attribute_not_exists({})", p.name(SK)),
                     Some(current) => same_value(&mut p, current).map_err(Failure::Definite)?,

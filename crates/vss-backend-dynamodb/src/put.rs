@@ -432,39 +432,8 @@ impl DynamoDbStore {
             }
             delta.add(Usage::of_item(&write.key, write.value.len()));
             let mut p = Placeholders::default();
-            let len = i64::try_from(write.value.len())
-                .map_err(|_| VssError::internal("value length out of range"))?;
-            let mut set = vec![
-                format!(
-                    "{} = {}",
-                    p.name(VERSION),
-                    p.number(write.condition.new_version())
-                ),
-                format!("{} = {}", p.name(VALUE_LEN), p.number(len)),
-            ];
-            let mut remove = Vec::new();
-            match storage {
-                Storage::Inline if write.value.is_empty() => {
-                    remove.extend([VALUE, CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
-                }
-                Storage::Inline => {
-                    set.push(format!(
-                        "{} = {}",
-                        p.name(VALUE),
-                        p.value(bin(&write.value))
-                    ));
-                    remove.extend([CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
-                }
-                Storage::Chunked(chunks) => {
-                    set.push(format!("{} = {}", p.name(CHUNK_ID), p.string(&chunks.id)));
-                    set.push(format!(
-                        "{} = {}",
-                        p.name(CHUNK_COUNT),
-                        p.number(chunks.count.into())
-                    ));
-                    remove.push(p.name(VALUE));
-                }
-            }
+            let (mut set, remove) =
+                record_value(&mut p, write.condition.new_version(), &write.value, storage)?;
             let condition = match current {
                 None => {
                     counter = counter
@@ -608,6 +577,42 @@ struct Target<'a> {
     plan: &'a PutPlan,
     storage: &'a [Storage],
     quota: Quota,
+}
+
+/// The `SET` and `REMOVE` clauses that make a record hold `version` and
+/// `value`, stored as `storage` says (its length too, which usage reads).
+pub(crate) fn record_value(
+    p: &mut Placeholders,
+    version: i64,
+    value: &[u8],
+    storage: &Storage,
+) -> Result<(Vec<String>, Vec<String>), VssError> {
+    let len =
+        i64::try_from(value.len()).map_err(|_| VssError::internal("value length out of range"))?;
+    let mut set = vec![
+        format!("{} = {}", p.name(VERSION), p.number(version)),
+        format!("{} = {}", p.name(VALUE_LEN), p.number(len)),
+    ];
+    let mut remove = Vec::new();
+    match storage {
+        Storage::Inline if value.is_empty() => {
+            remove.extend([VALUE, CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
+        }
+        Storage::Inline => {
+            set.push(format!("{} = {}", p.name(VALUE), p.value(bin(value))));
+            remove.extend([CHUNK_ID, CHUNK_COUNT].map(|a| p.name(a)));
+        }
+        Storage::Chunked(chunks) => {
+            set.push(format!("{} = {}", p.name(CHUNK_ID), p.string(&chunks.id)));
+            set.push(format!(
+                "{} = {}",
+                p.name(CHUNK_COUNT),
+                p.number(chunks.count.into())
+            ));
+            remove.push(p.name(VALUE));
+        }
+    }
+    Ok((set, remove))
 }
 
 /// Where each written value goes: inline while it fits an item and the put's

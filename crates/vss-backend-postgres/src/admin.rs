@@ -137,12 +137,7 @@ impl AdminStore for PostgresStore {
                     .map_err(|_| VssError::internal("a stored store id is not UTF-8"))?,
             });
         }
-        let more = stores.len() > limit;
-        stores.truncate(limit);
-        let next = match stores.last() {
-            Some(last) if more => Some(admin::cursor_after(last)),
-            _ => None,
-        };
+        let (stores, next) = admin::cut_page(stores, limit, admin::cursor_after);
         Ok(StoresPage { stores, next })
     }
 
@@ -277,12 +272,8 @@ impl AdminStore for PostgresStore {
                 },
             ));
         }
-        let more = users.len() > limit;
-        users.truncate(limit);
-        let next = match users.last() {
-            Some((last, _)) if more => Some(admin::user_cursor_after(last)),
-            _ => None,
-        };
+        let (users, next) =
+            admin::cut_page(users, limit, |(user, _)| admin::user_cursor_after(user));
         Ok(UsagePage { users, next })
     }
 }

@@ -18,7 +18,7 @@ use fred::types::{ClusterHash, CustomCommand};
 use vss_backend_redis::{RedisConfig, RedisStore};
 use vss_core::conformance::{self, unique_user, Subject};
 use vss_core::proto::{KeyValue, PutObjectRequest};
-use vss_core::{KvStore, Quota, VssError};
+use vss_core::{AdminStore, KvStore, Quota, VssError};
 
 fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::Random, false)
@@ -117,6 +117,12 @@ async fn conformance_suite_on_a_cluster() {
         .await
         .unwrap();
     assert_eq!(flagged, 0, "no usage flag on a cluster's stores");
+    // The admin interface refuses a cluster: a SCAN would see one node.
+    let listed = AdminStore::list_stores(&*store, None, 10).await;
+    assert!(
+        matches!(&listed, Err(VssError::Internal(why)) if why.contains("Redis Cluster")),
+        "{listed:?}"
+    );
     store.close().await.unwrap();
 
     // A cluster node reached through a plain URL keeps no usage either: its

@@ -36,7 +36,7 @@ pub(crate) fn list_stores(
 ) -> Result<StoresPage, VssError> {
     let limit = limit.max(1);
     let (user, store_id) = after.map_or(("", ""), |s| (s.user.as_str(), s.store_id.as_str()));
-    let mut stores = conn
+    let stores = conn
         .prepare_cached(
             "SELECT user_token, store_id FROM vss_stores
              WHERE ?1 = 0 OR (user_token, store_id) > (?2, ?3)
@@ -63,12 +63,7 @@ pub(crate) fn list_stores(
             })
         })
         .collect::<Result<Vec<_>, VssError>>()?;
-    let more = stores.len() > limit;
-    stores.truncate(limit);
-    let next = match stores.last() {
-        Some(last) if more => Some(admin::cursor_after(last)),
-        _ => None,
-    };
+    let (stores, next) = admin::cut_page(stores, limit, admin::cursor_after);
     Ok(StoresPage { stores, next })
 }
 
@@ -133,7 +128,7 @@ pub(crate) fn list_usage(
     limit: usize,
 ) -> Result<UsagePage, VssError> {
     let limit = limit.max(1);
-    let mut users = conn
+    let users = conn
         .prepare_cached(
             "SELECT user_token, bytes, keys FROM vss_usage
              WHERE ?1 = 0 OR user_token > ?2 ORDER BY user_token LIMIT ?3",
@@ -162,12 +157,7 @@ pub(crate) fn list_usage(
             ))
         })
         .collect::<Result<Vec<_>, VssError>>()?;
-    let more = users.len() > limit;
-    users.truncate(limit);
-    let next = match users.last() {
-        Some((last, _)) if more => Some(admin::user_cursor_after(last)),
-        _ => None,
-    };
+    let (users, next) = admin::cut_page(users, limit, |(user, _)| admin::user_cursor_after(user));
     Ok(UsagePage { users, next })
 }
 

@@ -124,9 +124,12 @@ impl PageSize {
 
 /// Operations on a backend's data as a whole, for operators' tools.
 ///
-/// Every method is atomic on its own (one transaction, script or
-/// transactional write); none is atomic with another. Tools that read a
-/// backend while it serves see each page as of its own moment.
+/// Each method should be atomic on its own (one transaction, script or
+/// transactional write), and none is atomic with another; a backend that
+/// cannot (DynamoDB's transactions hold 100 items) documents which are
+/// several steps, each keeping usage exact. Tools that read a backend while
+/// it serves see each page as of its own moment; tools that write one run
+/// where no server writes.
 #[async_trait]
 pub trait AdminStore: KvStore {
     /// One page of the stores that hold data (a key or a global version),
@@ -405,6 +408,23 @@ pub async fn store_is_empty(admin: &dyn AdminStore, store: &StoreRef) -> Result<
         .read_items(store, 0, PageSize { items: 1, bytes: 0 })
         .await?;
     Ok(page.items.is_empty() && page.global_version == 0)
+}
+
+/// Cuts a page of an ordered enumeration fetched with up to `limit + 1`
+/// entries: at most `limit` of them, and the cursor after the last one
+/// (`cursor_of` makes it) when there were more.
+pub fn cut_page<T>(
+    mut entries: Vec<T>,
+    limit: usize,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = match entries.last() {
+        Some(last) if more => Some(cursor_of(last)),
+        _ => None,
+    };
+    (entries, next)
 }
 
 /// The cursor of an enumeration ordered by `(user, store id)` that continues

@@ -243,16 +243,8 @@ impl AdminStore for MemoryStore {
             .filter(|store| after.as_ref().is_none_or(|after| store > after))
             .collect();
         names.sort();
-        let more = names.len() > limit;
-        names.truncate(limit);
-        let next = match names.last() {
-            Some(last) if more => Some(admin::cursor_after(last)),
-            _ => None,
-        };
-        Ok(StoresPage {
-            stores: names,
-            next,
-        })
+        let (stores, next) = admin::cut_page(names, limit, admin::cursor_after);
+        Ok(StoresPage { stores, next })
     }
 
     async fn read_items(
@@ -355,12 +347,8 @@ impl AdminStore for MemoryStore {
             .map(|(user, usage)| (user.clone(), *usage))
             .collect();
         users.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = users.len() > limit;
-        users.truncate(limit);
-        let next = match users.last() {
-            Some((last, _)) if more => Some(admin::user_cursor_after(last)),
-            _ => None,
-        };
+        let (users, next) =
+            admin::cut_page(users, limit, |(user, _)| admin::user_cursor_after(user));
         Ok(UsagePage { users, next })
     }
 }
