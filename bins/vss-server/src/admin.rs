@@ -125,8 +125,10 @@ struct CopyState {
     to: String,
     /// The enumeration page being copied (its cursor; `None`: the first).
     page_cursor: Option<String>,
-    /// Stores of that page already copied whole.
-    done_in_page: usize,
+    /// Stores of that page already copied whole (user, store id): by name,
+    /// since an enumeration by `SCAN` may answer the same cursor with its
+    /// stores in another order.
+    done_in_page: Vec<(String, String)>,
     /// The store being copied and the position its last written page ended at.
     current: Option<(String, String, i64)>,
     /// What was copied so far.
@@ -238,7 +240,16 @@ pub async fn copy(
             .list_stores(state.page_cursor.as_deref(), STORES_PER_PAGE)
             .await
             .map_err(failed("listing the source's stores"))?;
-        for store in page.stores.iter().skip(state.done_in_page) {
+        let done = |state: &CopyState, store: &StoreRef| {
+            state
+                .done_in_page
+                .iter()
+                .any(|(user, id)| user == store.user.as_str() && *id == store.store_id)
+        };
+        for store in &page.stores {
+            if done(&state, store) {
+                continue;
+            }
             let resume_after = match &state.current {
                 Some((user, id, after)) if user == store.user.as_str() && *id == store.store_id => {
                     Some(*after)
@@ -275,14 +286,16 @@ pub async fn copy(
             saved?;
             state.stores += 1;
             state.current = None;
-            state.done_in_page += 1;
+            state
+                .done_in_page
+                .push((store.user.to_string(), store.store_id.clone()));
             state.save(&options.state)?;
             bar.set_message(message(&state));
         }
         match page.next {
             Some(next) => {
                 state.page_cursor = Some(next);
-                state.done_in_page = 0;
+                state.done_in_page.clear();
                 state.save(&options.state)?;
             }
             None => break,
