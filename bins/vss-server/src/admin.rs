@@ -12,7 +12,7 @@ use vss_core::admin::{compare_store, copy_store, store_is_empty, PageSize, Store
 use vss_core::{AdminStore, Usage, UserToken, VssError};
 
 /// Stores asked for per enumeration page.
-const STORES_PER_PAGE: usize = 100;
+pub(crate) const STORES_PER_PAGE: usize = 100;
 /// Users asked for per usage page.
 const USERS_PER_PAGE: usize = 1000;
 
@@ -233,7 +233,12 @@ pub async fn copy(
     let resumed = state.stores > 0 || state.current.is_some() || state.page_cursor.is_some();
     state.save(&options.state)?;
 
-    let bar = progress_bar(options.progress, totals(from).await?, &state);
+    // The source's totals (a walk over its users) only for a bar that is drawn.
+    let bar = if options.progress {
+        progress_bar(totals(from).await?, &state)
+    } else {
+        ProgressBar::hidden()
+    };
     let mut pages = 0u64;
     loop {
         let page = from
@@ -318,11 +323,8 @@ fn message(state: &CopyState) -> String {
 }
 
 /// A bar over the source's bytes (from its usage), with keys, stores, rate
-/// and ETA; hidden when not asked for.
-fn progress_bar(shown: bool, totals: Totals, state: &CopyState) -> ProgressBar {
-    if !shown {
-        return ProgressBar::hidden();
-    }
+/// and ETA.
+fn progress_bar(totals: Totals, state: &CopyState) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(totals.bytes), ProgressDrawTarget::stderr());
     let template = format!(
         "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{bytes}}/{{total_bytes}} \

@@ -187,7 +187,7 @@ pub async fn export(
     let mut cursor: Option<String> = None;
     loop {
         let stores = admin
-            .list_stores(cursor.as_deref(), 100)
+            .list_stores(cursor.as_deref(), crate::admin::STORES_PER_PAGE)
             .await
             .map_err(|e| format!("listing stores: {}", vss_core::error_chain(&e)))?;
         for store in &stores.stores {

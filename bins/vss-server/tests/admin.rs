@@ -165,8 +165,8 @@ fn sqlite_file(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A config file of a fresh database on the test PostgreSQL server.
-fn postgres_file(dir: &Path, url: &str, label: &str) -> (std::path::PathBuf, Config) {
+/// A deployment in a fresh database of the test PostgreSQL server.
+fn postgres_deployment(dir: &Path, url: &str, label: &str) -> Deployment {
     let pg = vss_backend_postgres::PostgresConfig::from_url(url).unwrap();
     let mut database = conformance::unique_name(&format!("vss_admin_{label}")).replace('-', "_");
     database.truncate(63);
@@ -179,11 +179,7 @@ fn postgres_file(dir: &Path, url: &str, label: &str) -> (std::path::PathBuf, Con
             pg.address, pg.username, pg.database
         ),
     );
-    let config = Config::from_sources(["vss-server", "--config", path.to_str().unwrap()], &|_| {
-        None
-    })
-    .unwrap();
-    (path, config)
+    Deployment::new(path)
 }
 
 /// The credentials, region of the local DynamoDB-API server, for vss-admin.
@@ -204,6 +200,11 @@ async fn admin(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `vss-admin verify` of two deployments.
+async fn verify(dir: &Path, a: &Deployment, b: &Deployment) -> (Option<i32>, String, String) {
+    admin(dir, &["verify", "--from", a.path(), "--to", b.path()]).await
 }
 
 fn ok(what: &str, (code, stdout, stderr): &(Option<i32>, String, String)) {
@@ -305,8 +306,7 @@ async fn copy_and_read_back(dir: &Path, source: &Deployment, destination: &Deplo
     .await;
     ok("copy", &copied);
     assert!(copied.1.contains(" 4 stores, 29 keys"), "{}", copied.1);
-    let verified = admin(dir, &["verify", "--from", from, "--to", to]).await;
-    ok("verify", &verified);
+    ok("verify", &verify(dir, source, destination).await);
     assert_eq!(destination.seen().await, seen);
 }
 
@@ -320,7 +320,7 @@ async fn copy_postgres_to_dynamodb() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let source = Deployment::new(postgres_file(d, &pg, "pg_src").0);
+    let source = postgres_deployment(d, &pg, "pg_src");
     let destination = dynamodb_deployment(d, &ddb, "ddb-dst");
     copy_and_read_back(d, &source, &destination).await;
 }
@@ -352,21 +352,6 @@ async fn copy_dynamodb_to_redis() {
     copy_and_read_back(d, &source, &destination).await;
 }
 
-/// A filled SQLite deployment (`source.toml` in `dir`) and what clients see of it.
-async fn filled_sqlite(dir: &Path, keys_per_store: usize) -> (std::path::PathBuf, Seen) {
-    let source = sqlite_file(dir, "source");
-    let config = Config::from_sources(
-        ["vss-server", "--config", source.to_str().unwrap()],
-        &|_| None,
-    )
-    .unwrap();
-    let server = start(jwt(common::config(config.backend))).await;
-    fill(&server.url, keys_per_store).await;
-    let seen = read_all(&server.url).await;
-    server.stop().await;
-    (source, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_sqlite_to_postgres_then_clients_read_the_same() {
     let Some(url) = conformance::service_url("VSS_TEST_POSTGRES_URL") else {
@@ -374,19 +359,20 @@ async fn copy_sqlite_to_postgres_then_clients_read_the_same() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (source, seen) = filled_sqlite(d, 12).await;
-    let (destination, destination_config) = postgres_file(d, &url, "dst");
-    let (from, to) = (source.to_str().unwrap(), destination.to_str().unwrap());
+    let source = Deployment::new(sqlite_file(d, "source"));
+    let seen = source.fill(12).await;
+    let destination = postgres_deployment(d, &url, "dst");
+    let (from, to) = (source.path(), destination.path());
 
     let copied = admin(d, &["copy", "--from", from, "--to", to, "--page-keys", "5"]).await;
     ok("copy", &copied);
     assert!(copied.1.contains("copied 4 stores"), "{}", copied.1);
-    let verified = admin(d, &["verify", "--from", from, "--to", to]).await;
+    let verified = verify(d, &source, &destination).await;
     ok("verify", &verified);
     assert!(verified.1.contains("identical"), "{}", verified.1);
 
     // vss-client-ng reads the same from vss-server on the destination.
-    let server = start(jwt(common::config(destination_config.backend.clone()))).await;
+    let server = start(jwt(common::config(destination.config.backend.clone()))).await;
     assert_eq!(read_all(&server.url).await, seen);
 
     // A write on the destination is a difference verify reports, and exits 1.
@@ -397,7 +383,7 @@ async fn copy_sqlite_to_postgres_then_clients_read_the_same() {
         vec![kv("updated", 2, b"3")],
     )
     .await;
-    let (code, stdout, _) = admin(d, &["verify", "--from", from, "--to", to]).await;
+    let (code, stdout, _) = verify(d, &source, &destination).await;
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("key `updated` has version 2 on the first side, 3"),
@@ -419,7 +405,7 @@ async fn copy_sqlite_to_postgres_then_clients_read_the_same() {
     );
     ok(
         "verify after merge",
-        &admin(d, &["verify", "--from", from, "--to", to]).await,
+        &verify(d, &source, &destination).await,
     );
     assert_eq!(read_all(&server.url).await, seen);
     server.stop().await;
@@ -432,9 +418,10 @@ async fn a_copy_killed_midway_resumes_to_the_same_result() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (source, seen) = filled_sqlite(d, 30).await;
-    let (destination, destination_config) = postgres_file(d, &url, "resume");
-    let (from, to) = (source.to_str().unwrap(), destination.to_str().unwrap());
+    let source = Deployment::new(sqlite_file(d, "source"));
+    let seen = source.fill(30).await;
+    let destination = postgres_deployment(d, &url, "resume");
+    let (from, to) = (source.path(), destination.path());
     let copy = ["copy", "--from", from, "--to", to, "--page-keys", "4"];
 
     // Killed (abort, as a crash) after its sixth page of four keys: the
@@ -443,7 +430,7 @@ async fn a_copy_killed_midway_resumes_to_the_same_result() {
     killed.extend(["--abort-after-pages", "6"]);
     let (code, stdout, stderr) = admin(d, &killed).await;
     assert_eq!(code, None, "the copy was not killed: {stdout}\n{stderr}");
-    let (code, stdout, _) = admin(d, &["verify", "--from", from, "--to", to]).await;
+    let (code, stdout, _) = verify(d, &source, &destination).await;
     assert_eq!(code, Some(1), "a half copy verified: {stdout}");
 
     let resumed = admin(d, &copy).await;
@@ -453,13 +440,8 @@ async fn a_copy_killed_midway_resumes_to_the_same_result() {
         "{}",
         resumed.1
     );
-    ok(
-        "verify",
-        &admin(d, &["verify", "--from", from, "--to", to]).await,
-    );
-    let server = start(jwt(common::config(destination_config.backend.clone()))).await;
-    assert_eq!(read_all(&server.url).await, seen);
-    server.stop().await;
+    ok("verify", &verify(d, &source, &destination).await);
+    assert_eq!(destination.seen().await, seen);
     // Once finished, the same command is a new copy: the destination holds data.
     let again = admin(d, &copy).await;
     assert_eq!(again.0, Some(1), "{again:?}");
@@ -469,10 +451,11 @@ async fn a_copy_killed_midway_resumes_to_the_same_result() {
 async fn usage_stats_and_delete_user_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (source, _) = filled_sqlite(d, 3).await;
-    let config = source.to_str().unwrap();
-    let snapshot = sqlite_file(d, "snapshot");
-    let snapshot = snapshot.to_str().unwrap();
+    let source = Deployment::new(sqlite_file(d, "source"));
+    source.fill(3).await;
+    let config = source.path();
+    let snapshot_deployment = Deployment::new(sqlite_file(d, "snapshot"));
+    let snapshot = snapshot_deployment.path();
     ok(
         "copy",
         &admin(
@@ -512,16 +495,13 @@ async fn usage_stats_and_delete_user_on_sqlite() {
         stdout.contains("would delete user `alice`: 11 keys"),
         "{stdout}"
     );
-    ok(
-        "verify",
-        &admin(d, &["verify", "--from", config, "--to", snapshot]).await,
-    );
+    ok("verify", &verify(d, &source, &snapshot_deployment).await);
     ok(
         "delete-user",
         &admin(d, &["delete-user", "--user", "alice", "--yes", config]).await,
     );
     // Alice's stores are gone; Bob's are byte-identical (verify names only Alice).
-    let (code, stdout, _) = admin(d, &["verify", "--from", config, "--to", snapshot]).await;
+    let (code, stdout, _) = verify(d, &source, &snapshot_deployment).await;
     assert_eq!(code, Some(1));
     for line in stdout.lines().filter(|l| l.starts_with("DIFFERENT")) {
         assert!(line.contains("alice"), "{line}");
@@ -561,25 +541,12 @@ async fn export_then_import_restores_exactly_and_refuses_damaged_files() {
     assert_eq!(again.0, Some(1), "{again:?}");
     assert!(again.2.contains("exists"), "{}", again.2);
 
-    let destination = Deployment::new(postgres_file(d, &url, "imported").0);
+    let destination = postgres_deployment(d, &url, "imported");
     ok(
         "import",
         &admin(d, &["import", "--file", file, destination.path()]).await,
     );
-    ok(
-        "verify",
-        &admin(
-            d,
-            &[
-                "verify",
-                "--from",
-                source.path(),
-                "--to",
-                destination.path(),
-            ],
-        )
-        .await,
-    );
+    ok("verify", &verify(d, &source, &destination).await);
     assert_eq!(destination.seen().await, seen);
     // Into a deployment that holds data: refused, unless merging.
     let refused = admin(d, &["import", "--file", file, destination.path()]).await;
@@ -595,17 +562,7 @@ async fn export_then_import_restores_exactly_and_refuses_damaged_files() {
     );
     ok(
         "verify after the merge",
-        &admin(
-            d,
-            &[
-                "verify",
-                "--from",
-                source.path(),
-                "--to",
-                destination.path(),
-            ],
-        )
-        .await,
+        &verify(d, &source, &destination).await,
     );
 
     // Damaged files are refused before anything is written.

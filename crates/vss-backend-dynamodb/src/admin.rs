@@ -139,16 +139,12 @@ impl DynamoDbStore {
                 ))));
             }
             let observed = self.observe(pk, &keys).await.map_err(Failure::Definite)?;
-            match observed.countable() {
-                Some(true) => {}
-                Some(false) => {
-                    self.count_store(pk).await.map_err(Failure::Definite)?;
-                    continue;
-                }
-                None => {
-                    backoff.wait().await;
-                    continue;
-                }
+            if !self
+                .may_count(pk, &observed, &backoff)
+                .await
+                .map_err(Failure::Definite)?
+            {
+                continue;
             }
             let mut actions: Vec<TransactWriteItem> = Vec::with_capacity(items.len() + 2);
             let mut delta = Delta::default();
@@ -425,7 +421,7 @@ impl AdminStore for DynamoDbStore {
                 return Err(VssError::internal("a record without its length"));
             };
             bytes = bytes.saturating_add(usize::try_from(current.len).unwrap_or(usize::MAX));
-            if !items.is_empty() && bytes > size.bytes {
+            if !size.fits(items.len(), bytes) {
                 break;
             }
             let (version, value) = match &current.chunks {
@@ -453,14 +449,8 @@ impl AdminStore for DynamoDbStore {
                 value,
             });
         }
-        let global_version = match self.metadata(&pk, &[GLOBAL_VERSION]).await? {
-            None => 0,
-            Some(item) => get_num(&item, GLOBAL_VERSION)
-                .map_err(VssError::internal)?
-                .unwrap_or(0),
-        };
         Ok(ItemsPage {
-            global_version,
+            global_version: self.global_version(&pk).await?,
             items,
         })
     }

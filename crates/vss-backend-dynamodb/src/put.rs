@@ -254,17 +254,12 @@ impl DynamoDbStore {
                 |key| Ok(observed.version_of(key)),
             )
             .map_err(Failure::Definite)?;
-            match observed.countable() {
-                Some(true) => {}
-                // Written before usage was counted: count it once, then write.
-                Some(false) => {
-                    self.count_store(pk).await.map_err(Failure::Definite)?;
-                    continue;
-                }
-                None => {
-                    backoff.wait().await;
-                    continue;
-                }
+            if !self
+                .may_count(pk, &observed, &backoff)
+                .await
+                .map_err(Failure::Definite)?
+            {
+                continue;
             }
             let (actions, roles) = self
                 .transaction(target, &observed)
@@ -285,6 +280,29 @@ impl DynamoDbStore {
                     }
                 },
                 Err(Err(failure)) => return Err(failure),
+            }
+        }
+    }
+
+    /// Whether a write may move usage with the store as `observed`: `true`
+    /// to go on; `false` once it counted a store written before usage was
+    /// counted, or waited out a torn read (records without metadata): then
+    /// the caller reads again.
+    pub(crate) async fn may_count(
+        &self,
+        pk: &str,
+        observed: &Observed,
+        backoff: &Backoff,
+    ) -> Result<bool, VssError> {
+        match observed.countable() {
+            Some(true) => Ok(true),
+            Some(false) => {
+                self.count_store(pk).await?;
+                Ok(false)
+            }
+            None => {
+                backoff.wait().await;
+                Ok(false)
             }
         }
     }

@@ -213,7 +213,7 @@ impl DynamoDbStore {
     }
 
     /// The store's global version (0 when never written), strongly consistent.
-    async fn global_version(&self, pk: &str) -> Result<i64, VssError> {
+    pub(crate) async fn global_version(&self, pk: &str) -> Result<i64, VssError> {
         match self.metadata(pk, &[GLOBAL_VERSION]).await? {
             None => Ok(0),
             Some(item) => Ok(get_num(&item, GLOBAL_VERSION)

@@ -98,7 +98,7 @@ pub(crate) fn read_items(
         while let Some(row) = rows.next().map_err(db)? {
             let len = count(row.get(3).map_err(db)?) as usize;
             bytes = bytes.saturating_add(len);
-            if !items.is_empty() && bytes > size.bytes {
+            if !size.fits(items.len(), bytes) {
                 break;
             }
             items.push(StoredItem {

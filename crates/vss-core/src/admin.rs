@@ -106,14 +106,21 @@ impl Default for PageSize {
 }
 
 impl PageSize {
-    /// How many of `lengths` (value lengths, in order) a page takes: at least
-    /// one, then while the items and bytes fit.
+    /// Whether a page that holds `taken` items may take one more, which
+    /// brings its values to `bytes`: the first always, then while the items
+    /// and bytes fit.
+    pub fn fits(&self, taken: usize, bytes: usize) -> bool {
+        taken == 0 || (taken < self.items && bytes <= self.bytes)
+    }
+
+    /// How many of `lengths` (value lengths, in order) a page takes
+    /// ([`PageSize::fits`]).
     pub fn take(&self, lengths: impl IntoIterator<Item = usize>) -> usize {
         let mut bytes = 0usize;
         let mut taken = 0;
         for len in lengths {
             bytes = bytes.saturating_add(len);
-            if taken > 0 && (taken >= self.items || bytes > self.bytes) {
+            if !self.fits(taken, bytes) {
                 break;
             }
             taken += 1;

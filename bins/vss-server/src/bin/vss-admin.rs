@@ -96,11 +96,12 @@ struct Pair {
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
     /// Most keys read and written at once
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = PageSize::default().items as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
     page_keys: u32,
     /// Most bytes of values read and written at once (a single larger value
     /// still moves, alone)
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = PageSize::default().bytes)]
     page_bytes: usize,
 }
 
