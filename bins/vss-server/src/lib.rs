@@ -36,7 +36,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use vss_auth::{JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer};
+use vss_auth::{
+    JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer,
+    SpentChallenges,
+};
 use vss_core::metered::Metered;
 use vss_core::KvStore;
 use vss_core::Quotas;
@@ -98,6 +101,8 @@ pub struct Server {
     operations: Option<(TcpListener, VssService)>,
     store: Arc<dyn KvStore>,
     options: ServeOptions,
+    /// The LNURL-auth issuer, whose spent challenges are swept while serving.
+    lnurl: Option<Arc<LnurlAuthIssuer>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -158,14 +163,32 @@ impl Server {
         }
         let measured: Arc<dyn KvStore> = Arc::new(Metered::new(limited));
         let mut service = VssService::new(measured, authorizer, config.http.clone());
-        if let Some((path, issuer)) = issuer {
-            service = match service.with_endpoint(&path, issuer) {
+        let mut lnurl = None;
+        if let Some(pending) = issuer {
+            // Spent challenges go to the backend itself (no quota, not counted as
+            // requests), shared by every instance on it.
+            let issuer = SpentChallenges::new(Arc::clone(&store))
+                .map_err(|err| ServerError::LnurlAuth(err.to_string()))
+                .and_then(|spent| {
+                    LnurlAuthIssuer::new(&pending.private_key_pem, pending.config, spent)
+                        .map_err(ServerError::from)
+                });
+            let issuer = match issuer {
+                Ok(issuer) => Arc::new(issuer),
+                Err(err) => {
+                    close_store(&store).await.ok();
+                    return Err(err);
+                }
+            };
+            let endpoint: Arc<dyn vss_http::Endpoint> = issuer.clone();
+            service = match service.with_endpoint(&pending.path, endpoint) {
                 Ok(service) => service,
                 Err(reason) => {
                     close_store(&store).await.ok();
                     return Err(ServerError::LnurlAuth(reason));
                 }
             };
+            lnurl = Some(issuer);
         }
         let metrics = match config.metrics {
             true => observe::start(config.backend.name(), &auth_methods(&config.auth)),
@@ -204,6 +227,7 @@ impl Server {
             operations,
             store,
             options,
+            lnurl,
         })
     }
 
@@ -233,6 +257,9 @@ impl Server {
     /// requests finish (bounded by the configured grace), and closes the store.
     pub async fn serve<S: Future>(self, shutdown: S) -> Result<ServeOutcome, ServerError> {
         tracing::info!(url = %self.url(), "serving");
+        let sweeper = self
+            .lnurl
+            .map(|issuer| tokio::spawn(sweep_spent_challenges(issuer)));
         let outcome = match self.operations {
             None => vss_http::serve(self.listener, self.service, shutdown, self.options).await,
             Some((ops_listener, ops_service)) => {
@@ -260,6 +287,10 @@ impl Server {
                 outcome
             }
         };
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+            let _ = sweeper.await;
+        }
         close_store(&self.store).await?;
         tracing::info!(
             connections = outcome.connections,
@@ -323,8 +354,35 @@ async fn close_store(store: &Arc<dyn KvStore>) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// The authorizer, and the LNURL-auth issuer with its path when on.
-type Auth = (Arc<dyn Authorizer>, Option<(String, Arc<LnurlAuthIssuer>)>);
+/// Every challenge lifetime, deletes the records of spent LNURL-auth
+/// challenges that no instance can accept any more. A failure is logged and
+/// tried again next time: the records only take room meanwhile.
+async fn sweep_spent_challenges(issuer: Arc<LnurlAuthIssuer>) {
+    let every = issuer
+        .config()
+        .challenge_ttl
+        .max(std::time::Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        match issuer.sweep().await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "spent LNURL-auth challenges swept"),
+            Err(err) => {
+                tracing::warn!(error = %err, "sweeping spent LNURL-auth challenges failed")
+            }
+        }
+    }
+}
+
+/// The LNURL-auth issuer to build once the store is open.
+struct PendingIssuer {
+    path: String,
+    private_key_pem: String,
+    config: LnurlAuthConfig,
+}
+
+/// The authorizer, and the LNURL-auth issuer to build when on.
+type Auth = (Arc<dyn Authorizer>, Option<PendingIssuer>);
 
 /// The authorizer the configuration asks for; refuses unauthenticated serving
 /// on a non-loopback address unless explicitly allowed.
@@ -352,24 +410,24 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
         Some(lnurl) => {
             let audience = methods.jwt.as_ref().and_then(|j| j.audience.clone());
             let issuer = methods.jwt.as_ref().and_then(|j| j.issuer.clone());
-            let issuer = LnurlAuthIssuer::new(
-                &lnurl.private_key_pem,
-                LnurlAuthConfig {
-                    public_url: lnurl.public_url.clone(),
-                    path: lnurl.path.clone(),
-                    token_ttl: lnurl.token_ttl,
-                    challenge_ttl: lnurl.challenge_ttl,
-                    max_challenges: lnurl.max_challenges,
-                    issuer,
-                    audience,
-                },
-            )?;
+            let config = LnurlAuthConfig {
+                public_url: lnurl.public_url.clone(),
+                path: lnurl.path.clone(),
+                token_ttl: lnurl.token_ttl,
+                challenge_ttl: lnurl.challenge_ttl,
+                issuer,
+                audience,
+            };
             tracing::info!(
                 path = %lnurl.path,
                 public_url = lnurl.public_url.as_deref().unwrap_or("(from the Host header)"),
                 "LNURL-auth token issuer on"
             );
-            Some((lnurl.path.clone(), Arc::new(issuer)))
+            Some(PendingIssuer {
+                path: lnurl.path.clone(),
+                private_key_pem: lnurl.private_key_pem.clone(),
+                config,
+            })
         }
         None => None,
     };
@@ -378,8 +436,10 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
             Some(pem) => vss_auth::JwtKey::parse_public_pems(pem)?,
             None => Vec::new(),
         };
-        if let Some((_, issuer)) = &issuer {
-            keys.push(issuer.verification_key());
+        if let Some(issuer) = &issuer {
+            keys.push(LnurlAuthIssuer::verification_key_of(
+                &issuer.private_key_pem,
+            )?);
         }
         let mut jwt = JwtAuthorizer::new(keys)?;
         if let Some(audience) = &settings.audience {

@@ -28,8 +28,9 @@ mod sigs;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use jwt::{JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
 pub use lnurl::{
-    LnurlAuthConfig, LnurlAuthIssuer, LoginError, DEFAULT_CHALLENGE_TTL, DEFAULT_LNURL_AUTH_PATH,
-    DEFAULT_MAX_CHALLENGES, DEFAULT_TOKEN_TTL, LNURL_AUTH_KID,
+    LnurlAuthConfig, LnurlAuthIssuer, LoginError, SpentChallenges, CLOCK_SKEW_ALLOWANCE,
+    DEFAULT_CHALLENGE_TTL, DEFAULT_LNURL_AUTH_PATH, DEFAULT_TOKEN_TTL, LNURL_AUTH_KID,
+    SPENT_CHALLENGES_STORE, SPENT_CHALLENGES_USER,
 };
 pub use multi::{HeaderForm, MultiAuthorizer};
 pub use sigs::{SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};

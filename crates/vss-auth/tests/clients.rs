@@ -16,7 +16,8 @@ use common::*;
 use serde_json::json;
 use vss_auth::JwtAuthorizer;
 use vss_auth::{
-    LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW,
+    LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer, SpentChallenges,
+    DEFAULT_SIGS_MAX_CLOCK_SKEW,
 };
 use vss_client_ng::client::VssClient;
 use vss_client_ng::headers::sigs_auth::SigsAuthProvider;
@@ -145,8 +146,15 @@ async fn sigs_auth_provider() {
 
 #[tokio::test]
 async fn lnurl_auth_to_jwt_provider_against_the_built_in_issuer() {
-    let issuer =
-        Arc::new(LnurlAuthIssuer::new(ISSUER_PRIVATE, LnurlAuthConfig::default()).unwrap());
+    let spent_store = Arc::new(vss_core::MemoryStore::new());
+    let issuer = Arc::new(
+        LnurlAuthIssuer::new(
+            ISSUER_PRIVATE,
+            LnurlAuthConfig::default(),
+            SpentChallenges::new(spent_store.clone()).unwrap(),
+        )
+        .unwrap(),
+    );
     // The issuer's key joins a JWT key set that also holds an operator key.
     let auth = MultiAuthorizer::new().with_jwt(jwt().with_key(issuer.verification_key()));
     let server = TestServer::start(Arc::new(auth), Some(Arc::clone(&issuer))).await;
@@ -195,6 +203,16 @@ async fn lnurl_auth_to_jwt_provider_against_the_built_in_issuer() {
     )
     .await;
     assert_eq!(answer.status, 200);
-    // Every challenge was consumed.
-    assert_eq!(issuer.outstanding(), 0);
+    // Both logins spent their challenge, in the reserved user's store.
+    let spent = vss_core::KvStore::list_key_versions(
+        &*spent_store,
+        &vss_core::UserToken::reserved(vss_auth::SPENT_CHALLENGES_USER).unwrap(),
+        vss_core::proto::ListKeyVersionsRequest {
+            store_id: vss_auth::SPENT_CHALLENGES_STORE.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(spent.key_versions.len(), 2);
 }

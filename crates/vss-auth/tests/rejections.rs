@@ -14,10 +14,14 @@ use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use vss_auth::JwtAuthorizer;
-use vss_auth::{LnurlAuthConfig, LnurlAuthIssuer, ManualClock, MultiAuthorizer, SigsAuthorizer};
+use vss_auth::{
+    Clock, LnurlAuthConfig, LnurlAuthIssuer, ManualClock, MultiAuthorizer, SigsAuthorizer,
+    SpentChallenges,
+};
 use vss_core::proto::{
     ErrorCode, GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest,
 };
+use vss_core::MemoryStore;
 
 fn overwrite() -> PutObjectRequest {
     PutObjectRequest {
@@ -241,8 +245,19 @@ struct Lnurl {
 
 async fn lnurl(config: LnurlAuthConfig) -> Lnurl {
     let clock = Arc::new(ManualClock::at_system_time());
+    instance(ISSUER_PRIVATE, config, Arc::new(MemoryStore::new()), clock).await
+}
+
+/// One instance of a deployment: an issuer with `key` whose spent challenges
+/// are in `store`, served with its own JWT authorizer, on its own port.
+async fn instance(
+    key: &str,
+    config: LnurlAuthConfig,
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+) -> Lnurl {
     let issuer = Arc::new(
-        LnurlAuthIssuer::new(ISSUER_PRIVATE, config)
+        LnurlAuthIssuer::new(key, config, SpentChallenges::new(store).unwrap())
             .unwrap()
             .with_clock(clock.clone()),
     );
@@ -359,10 +374,14 @@ async fn a_k1_signed_by_another_key_or_malformed_is_refused() {
         &answer(&l, &url, &sig, &pubkey_hex(&secret(2))).await,
         "another key",
     );
-    // That attempt spent the k1: even the right key cannot use it now.
+    // Only a correctly signed answer spends a k1: the right key still logs in once.
+    assert_eq!(
+        answer(&l, &url, &sig, &pubkey_hex(&secret(1))).await.status,
+        200
+    );
     assert_login_refused(
         &answer(&l, &url, &sig, &pubkey_hex(&secret(1))).await,
-        "spent by a failed attempt",
+        "spent by the login",
     );
 
     let url = challenge(&l).await;
@@ -389,27 +408,148 @@ async fn a_k1_signed_by_another_key_or_malformed_is_refused() {
 }
 
 #[tokio::test]
-async fn outstanding_challenges_are_bounded() {
-    let l = lnurl(LnurlAuthConfig {
-        max_challenges: 3,
-        ..LnurlAuthConfig::default()
-    })
-    .await;
-    let first = challenge(&l).await;
-    for _ in 0..5 {
-        challenge(&l).await;
+async fn pending_challenges_cost_nothing_and_cannot_be_evicted() {
+    let l = lnurl(LnurlAuthConfig::default()).await;
+    let first = l.issuer.new_challenge().unwrap();
+    // Far more challenges than any bounded table would keep.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..100_000 {
+        assert!(seen.insert(l.issuer.new_challenge().unwrap()));
     }
-    assert_eq!(l.issuer.outstanding(), 3);
-    // The oldest was dropped to make room.
     let key = secret(5);
-    let sig = sign_k1(&key, &k1_of(&first));
+    let url = l.issuer.callback_url(Some("127.0.0.1"), &first).unwrap();
+    let sig = sign_k1(&key, &k1_of(&url));
+    assert_eq!(answer(&l, &url, &sig, &pubkey_hex(&key)).await.status, 200);
+}
+
+/// Three instances sharing the issuer key and the store of spent challenges.
+async fn deployment(store: Arc<MemoryStore>, clock: Arc<ManualClock>) -> [Lnurl; 3] {
+    let config = LnurlAuthConfig::default;
+    [
+        instance(ISSUER_PRIVATE, config(), store.clone(), clock.clone()).await,
+        instance(ISSUER_PRIVATE, config(), store.clone(), clock.clone()).await,
+        instance(ISSUER_PRIVATE, config(), store, clock).await,
+    ]
+}
+
+#[tokio::test]
+async fn a_challenge_from_one_instance_logs_in_at_another_once() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let [a, b, c] = deployment(store.clone(), clock.clone()).await;
+    let key = secret(7);
+    let url = challenge(&a).await;
+    let sig = sign_k1(&key, &k1_of(&url));
+    let login = answer(&b, &url, &sig, &pubkey_hex(&key)).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    // The token B issued is good at C (same key), and the k1 is spent at C and at A.
+    let token = login.json()["token"].as_str().unwrap().to_string();
+    let list = ListKeyVersionsRequest {
+        store_id: "s".into(),
+        ..Default::default()
+    };
+    let listed = call(
+        &c.server,
+        "listKeyVersions",
+        Some(&format!("Bearer {token}")),
+        &list,
+    )
+    .await;
+    assert_eq!(listed.status, 200);
     assert_login_refused(
-        &answer(&l, &first, &sig, &pubkey_hex(&key)).await,
-        "evicted k1",
+        &answer(&c, &url, &sig, &pubkey_hex(&key)).await,
+        "replay at C",
     );
-    // Expired challenges are dropped when new ones come.
-    l.clock
-        .advance(vss_auth::DEFAULT_CHALLENGE_TTL.as_secs() + 1);
-    challenge(&l).await;
-    assert_eq!(l.issuer.outstanding(), 1);
+    assert_login_refused(
+        &answer(&a, &url, &sig, &pubkey_hex(&key)).await,
+        "replay at A",
+    );
+
+    // An instance with another key knows none of these challenges.
+    let other = instance(
+        OTHER_RS256_PRIVATE,
+        LnurlAuthConfig::default(),
+        store,
+        clock,
+    )
+    .await;
+    let url = challenge(&a).await;
+    let sig = sign_k1(&key, &k1_of(&url));
+    assert_login_refused(
+        &answer(&other, &url, &sig, &pubkey_hex(&key)).await,
+        "another issuer key",
+    );
+    // A k1 with one bit changed is unknown, even correctly signed.
+    let k1 = k1_of(&url);
+    let mut bytes = hex::decode(&k1).unwrap();
+    bytes[3] ^= 1;
+    let forged = url.replace(&k1, &hex::encode(&bytes));
+    let sig = sign_k1(&key, &hex::encode(&bytes));
+    assert_login_refused(
+        &answer(&b, &forged, &sig, &pubkey_hex(&key)).await,
+        "forged expiry",
+    );
+}
+
+#[tokio::test]
+async fn concurrent_answers_with_one_challenge_at_three_instances_log_in_once() {
+    let [a, b, c] = deployment(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ManualClock::at_system_time()),
+    )
+    .await;
+    let key = secret(8);
+    for _ in 0..20 {
+        let url = challenge(&a).await;
+        let sig = sign_k1(&key, &k1_of(&url));
+        let key = pubkey_hex(&key);
+        let (x, y, z) = tokio::join!(
+            answer(&a, &url, &sig, &key),
+            answer(&b, &url, &sig, &key),
+            answer(&c, &url, &sig, &key)
+        );
+        let statuses = [x.status, y.status, z.status];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 400).count(),
+            2,
+            "{statuses:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn spent_challenges_are_swept_only_when_no_instance_can_accept_them() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let [a, b, _c] = deployment(store.clone(), clock.clone()).await;
+    let key = secret(9);
+    let url = challenge(&a).await;
+    let sig = sign_k1(&key, &k1_of(&url));
+    assert_eq!(answer(&a, &url, &sig, &pubkey_hex(&key)).await.status, 200);
+    let ttl = vss_auth::DEFAULT_CHALLENGE_TTL.as_secs();
+    let allowance = vss_auth::CLOCK_SKEW_ALLOWANCE.as_secs();
+    // Expired, but within the allowance for clocks that disagree: kept.
+    clock.advance(ttl + allowance);
+    assert_eq!(b.issuer.sweep().await.unwrap(), 0);
+    // An instance whose clock lags by the allowance still refuses the replay.
+    clock.set(clock.now_unix() - allowance);
+    assert_login_refused(
+        &answer(&b, &url, &sig, &pubkey_hex(&key)).await,
+        "replay at a lagging clock",
+    );
+    clock.set(clock.now_unix() + allowance + 1);
+    assert_eq!(b.issuer.sweep().await.unwrap(), 1);
+    assert_eq!(b.issuer.sweep().await.unwrap(), 0);
+    // After the sweep the replay is refused as expired.
+    let replay = answer(&a, &url, &sig, &pubkey_hex(&key)).await;
+    assert_login_refused(&replay, "replay after the sweep");
+    assert!(replay.json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
 }

@@ -34,6 +34,22 @@ impl UserToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What begins every reserved token: a control character no credential
+    /// carries, so no authorizer's user can name the server's own records.
+    pub const RESERVED_PREFIX: &'static str = "\u{1}vss/";
+
+    /// The reserved user `name`, under which the server keeps records of its
+    /// own (spent LNURL-auth challenges). The HTTP service refuses any
+    /// authorizer's answer that is a reserved token ([`UserToken::is_reserved`]).
+    pub fn reserved(name: &str) -> Result<Self, VssError> {
+        Self::new(format!("{}{name}", Self::RESERVED_PREFIX))
+    }
+
+    /// Whether this is a reserved token ([`UserToken::reserved`]).
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(Self::RESERVED_PREFIX)
+    }
 }
 
 impl std::fmt::Display for UserToken {
@@ -54,5 +70,13 @@ mod tests {
             UserToken::new("u".repeat(121)),
             Err(VssError::Auth(_))
         ));
+    }
+
+    #[test]
+    fn reserved_tokens_are_told_apart() {
+        let reserved = UserToken::reserved("lnurl-auth").unwrap();
+        assert!(reserved.is_reserved());
+        assert!(!UserToken::new("vss/lnurl-auth").unwrap().is_reserved());
+        assert!(!UserToken::new("02".repeat(33)).unwrap().is_reserved());
     }
 }

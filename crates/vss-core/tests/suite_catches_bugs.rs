@@ -151,8 +151,14 @@ fn non_atomic() -> Subject {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_test_catches_a_non_atomic_store() {
-    let result =
-        conformance::run_model(|| async { non_atomic() }, ModelConfig { cases: 256 }).await;
+    let result = conformance::run_model(
+        || async { non_atomic() },
+        ModelConfig {
+            cases: 256,
+            parallel: 1,
+        },
+    )
+    .await;
     assert!(
         matches!(&result, Err(TestError::Failed(why)) if why.contains("disagrees")),
         "the model test accepted a store whose puts are not atomic: {result:?}"

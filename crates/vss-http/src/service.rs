@@ -502,6 +502,10 @@ impl VssService {
         }
         // Authorize on the headers first: an unauthenticated caller never gets a body read.
         let user = self.inner.authorizer.authorize(&parts.headers).await?;
+        if user.is_reserved() {
+            // The server's own records (spent LNURL-auth challenges) are nobody's data.
+            return Err(VssError::Auth("this credential names a reserved user".into()).into());
+        }
         if let Some(limiters) = &self.inner.limiters {
             limiters.check_user(&user, write)?;
         }

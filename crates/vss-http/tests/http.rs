@@ -661,3 +661,35 @@ async fn users_are_kept_apart_by_their_tokens() {
     assert!(refused.has_protocol_header());
     server.stop().await;
 }
+
+/// Answers every request with the reserved user, as a JWT authorizer would for a
+/// token whose `sub` is that user's text (JSON carries control characters).
+struct ReservedAuthorizer;
+
+#[async_trait]
+impl vss_http::Authorizer for ReservedAuthorizer {
+    async fn authorize(&self, _: &http::HeaderMap) -> Result<UserToken, VssError> {
+        UserToken::reserved("lnurl-auth")
+    }
+}
+
+#[tokio::test]
+async fn no_credential_can_name_a_reserved_user() {
+    let store = Arc::new(MemoryStore::new());
+    let reserved = UserToken::reserved("lnurl-auth").unwrap();
+    store
+        .put(&reserved, put_req("s", "k", 0, b"the server's own"))
+        .await
+        .unwrap();
+    let server =
+        TestServer::start(store, Arc::new(ReservedAuthorizer), HttpConfig::default()).await;
+    let read = post_msg(&server.url("/vss/getObject"), &get_req("s", "k")).await;
+    assert_eq!(read.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&read), ErrorCode::AuthException);
+    assert!(
+        read.error().message.contains("reserved"),
+        "{:?}",
+        read.error()
+    );
+    server.stop().await;
+}

@@ -77,11 +77,11 @@ pub struct AuthSettings {
           default_value_t = vss_auth::DEFAULT_CHALLENGE_TTL.as_secs(), value_parser = parse::positive)]
     pub lnurl_challenge_ttl_secs: u64,
 
-    /// Most unanswered challenges kept in memory
+    /// No longer used: challenges are stateless (accepted so older configurations still load)
     #[arg(id = "lnurl_auth_config.max_challenges", long = "lnurl-auth-max-challenges",
           env = "VSS_LNURL_AUTH_MAX_CHALLENGES", value_name = "COUNT",
-          default_value_t = vss_auth::DEFAULT_MAX_CHALLENGES, value_parser = parse::positive_count)]
-    pub lnurl_max_challenges: usize,
+          value_parser = parse::positive_count, hide = true)]
+    pub lnurl_max_challenges: Option<usize>,
 }
 
 /// The methods `server_config.auth` names.
@@ -230,8 +230,6 @@ pub struct LnurlSettings {
     pub token_ttl: Duration,
     /// How long a challenge can be answered.
     pub challenge_ttl: Duration,
-    /// Most unanswered challenges kept.
-    pub max_challenges: usize,
 }
 
 /// Checks the authentication settings together: the methods chosen, and the
@@ -345,7 +343,6 @@ pub(super) fn load(
             public_url: s.lnurl_public_url,
             token_ttl: Duration::from_secs(s.lnurl_token_ttl_secs),
             challenge_ttl: Duration::from_secs(s.lnurl_challenge_ttl_secs),
-            max_challenges: s.lnurl_max_challenges,
         }),
         (true, None) => {
             return Err(ConfigError::Conflict(format!(
@@ -374,5 +371,12 @@ pub(super) fn load(
         }),
         lnurl,
     });
+    let mut why = why;
+    if s.lnurl_max_challenges.is_some() {
+        why.push_str(&format!(
+            "; {} is no longer used (LNURL-auth challenges are stateless) and is ignored",
+            origins.setting("lnurl_auth_config.max_challenges").names()
+        ));
+    }
     Ok((config, why))
 }

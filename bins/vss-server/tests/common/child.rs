@@ -91,6 +91,17 @@ pub async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
 }
 
 impl Started {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let rest = self.url.strip_prefix("http://").unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
     /// Sends `signal` and waits for the exit: (exit code, stderr).
     pub async fn signal(mut self, signal: &str) -> (Option<i32>, String) {
         let pid = self.child.id().unwrap().to_string();

@@ -14,6 +14,7 @@ use vss_core::{KvStore, MemoryStore, UserToken, VssError};
 use vss_http::ServeOutcome;
 use vss_server::{BackendConfig, Config, Server, ServerError};
 
+pub mod balancer;
 pub mod child;
 
 pub struct Running {

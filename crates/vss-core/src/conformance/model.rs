@@ -11,11 +11,23 @@ use super::support::{kind, kv, Ctx, Kind};
 use super::{subject_of, unique_name, unique_user, IntoSubject, TestError, TestResult};
 use crate::{KvStore, MemoryStore};
 
-/// How many random cases the property test runs.
+/// How many random cases the property test runs, and how many at once.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelConfig {
-    /// Number of random operation sequences.
+    /// Number of random operation sequences (in all, over every runner).
     pub cases: u32,
+    /// Runners at once (at least 1): each runs its share of the cases, on
+    /// its own stores, interleaved with the others' operations. Through a
+    /// balancer in front of several instances, concurrent sequences cross
+    /// instances at every step.
+    pub parallel: u32,
+}
+
+impl ModelConfig {
+    /// `cases` sequences, `parallel` at a time.
+    pub fn concurrent(cases: u32, parallel: u32) -> Self {
+        ModelConfig { cases, parallel }
+    }
 }
 
 impl Default for ModelConfig {
@@ -25,7 +37,7 @@ impl Default for ModelConfig {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(256);
-        ModelConfig { cases }
+        ModelConfig { cases, parallel: 1 }
     }
 }
 
@@ -201,23 +213,36 @@ where
 {
     // The whole subject lives until the end: its guard may hold what the store needs.
     let subject = subject_of(&mut factory).await?;
-    let store = subject.store.clone();
+    let runners = config.parallel.max(1);
     let runtime = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut runner = TestRunner::new(Config {
-            cases: config.cases,
-            failure_persistence: None,
-            ..Config::default()
-        });
-        runner
-            .run(&proptest::collection::vec(op(), 1..40), |ops| {
-                runtime
-                    .block_on(run_case(store.clone(), &ops))
-                    .map_err(TestCaseError::fail)
-            })
-            .map_err(|failure| failure.to_string())
-    })
-    .await;
+    let mut handles = Vec::new();
+    for runner in 0..runners {
+        // The cases divided as evenly as they go, every one run once.
+        let cases = config.cases / runners + u32::from(runner < config.cases % runners);
+        let store = subject.store.clone();
+        let runtime = runtime.clone();
+        handles.push(tokio::task::spawn_blocking(move || {
+            let mut runner = TestRunner::new(Config {
+                cases,
+                failure_persistence: None,
+                ..Config::default()
+            });
+            runner
+                .run(&proptest::collection::vec(op(), 1..40), |ops| {
+                    runtime
+                        .block_on(run_case(store.clone(), &ops))
+                        .map_err(TestCaseError::fail)
+                })
+                .map_err(|failure| failure.to_string())
+        }));
+    }
+    let mut outcome = Ok(Ok(()));
+    for handle in handles {
+        let result = handle.await;
+        if matches!(outcome, Ok(Ok(()))) {
+            outcome = result;
+        }
+    }
     drop(subject);
     match outcome {
         Ok(Ok(())) => Ok(()),
