@@ -38,6 +38,8 @@ fn settings_come_from_the_environment_the_file_and_flags() {
         url: url.into(),
         allow_volatile: true,
         tls_ca_file: Some(ca.path().to_path_buf()),
+        wait_replicas: 1,
+        wait_timeout_ms: 500,
     };
 
     let from_env = load(
@@ -47,6 +49,8 @@ fn settings_come_from_the_environment_the_file_and_flags() {
             ("VSS_REDIS_URL", url),
             ("VSS_REDIS_ALLOW_VOLATILE", "true"),
             ("VSS_REDIS_TLS_CA_FILE", ca_path),
+            ("VSS_REDIS_WAIT_REPLICAS", "1"),
+            ("VSS_REDIS_WAIT_TIMEOUT_MS", "500"),
         ],
     )
     .unwrap();
@@ -57,7 +61,7 @@ fn settings_come_from_the_environment_the_file_and_flags() {
 
     let f = toml_file(&format!(
         "[server_config]\nbackend = \"redis\"\n[redis_config]\nurl = {}\n\
-         allow_volatile = true\ntls_ca_file = {}\n",
+         allow_volatile = true\ntls_ca_file = {}\nwait_replicas = 1\nwait_timeout_ms = 500\n",
         toml_string(url),
         toml_string(ca_path)
     ));
@@ -71,6 +75,10 @@ fn settings_come_from_the_environment_the_file_and_flags() {
             "--redis-allow-volatile",
             "--redis-tls-ca-file",
             ca_path,
+            "--redis-wait-replicas",
+            "1",
+            "--redis-wait-timeout-ms",
+            "500",
         ],
         // The URL has no flag: it may hold the password.
         &[("VSS_REDIS_URL", url)],
@@ -84,6 +92,10 @@ fn settings_come_from_the_environment_the_file_and_flags() {
     assert_eq!(defaults, RedisSettings::default());
     assert_eq!(defaults.url, "redis://127.0.0.1:6379");
     assert!(!defaults.allow_volatile);
+    assert_eq!(
+        (defaults.wait_replicas, defaults.wait_timeout_ms),
+        (0, 2000)
+    );
     // Cluster URLs are accepted.
     let cluster = load(
         &["--backend", "redis"],
@@ -96,6 +108,8 @@ fn settings_come_from_the_environment_the_file_and_flags() {
 #[test]
 fn a_bad_value_is_named() {
     assert_refused("redis", &redis_setting("allow_volatile"), "sometimes");
+    assert_refused("redis", &redis_setting("wait_replicas"), "17");
+    assert_refused("redis", &redis_setting("wait_timeout_ms"), "0");
     assert_refused(
         "redis",
         &redis_setting("tls_ca_file"),

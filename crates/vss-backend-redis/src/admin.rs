@@ -104,7 +104,13 @@ impl AdminStore for RedisStore {
             Value::from(size.bytes.to_string()),
         ];
         let answer = self
-            .run(&self.read_items_script, "read items", redis_keys, args)
+            .run(
+                &self.read_items_script,
+                "read items",
+                redis_keys,
+                args,
+                false,
+            )
             .await?;
         let mut parts = array(answer, "read items")?.into_iter();
         let global_version = decimal(next(&mut parts, "read items")?, "global version")?;
@@ -153,6 +159,7 @@ impl AdminStore for RedisStore {
             "write items",
             self.store_keys(store),
             args,
+            true,
         )
         .await?;
         Ok(())
@@ -165,6 +172,7 @@ impl AdminStore for RedisStore {
             "delete store",
             self.store_keys(store),
             vec![],
+            true,
         )
         .await?;
         Ok(())

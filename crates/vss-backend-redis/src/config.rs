@@ -48,6 +48,18 @@ pub struct RedisConfig {
     /// token that resumes after the scanned entries) instead of unbounded work.
     /// Must exceed `limits.max_page_size`. Default 1000.
     pub list_scan_limit: usize,
+    /// Replicas that must confirm every write before it is answered: after a
+    /// write's script, `WAIT wait_replicas` on the primary that ran it. Redis
+    /// replicates asynchronously, so without it a failover that promotes a
+    /// replica loses the writes that replica had not received, acknowledged
+    /// or not. With one replica per primary, 1 makes every acknowledged write
+    /// survive the loss of its primary. A write not confirmed within
+    /// `wait_timeout` (a replica down or lagging) answers INTERNAL: it is on
+    /// the primary but not known to be on a replica, and clients retry.
+    /// Default 0: no wait (for a server without replicas).
+    pub wait_replicas: u32,
+    /// How long a write waits for `wait_replicas` confirmations. Default 2 s.
+    pub wait_timeout: Duration,
     /// What the store declares to clients (items per put, page sizes). The
     /// store lowers `max_value_size` to what the server takes, and sets
     /// `enforces_quotas` itself (true on a standalone server, false on Redis
@@ -67,6 +79,8 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             list_scan_limit: 1000,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(2),
             limits: StoreLimits::default(),
         }
     }
@@ -90,6 +104,8 @@ impl std::fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("list_scan_limit", &self.list_scan_limit)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
             .field("limits", &self.limits)
             .finish()
     }

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: the [`KvStore`] on Redis.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use fred::interfaces::{
 };
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::scripts::Script;
-use fred::types::{InfoKind, Key, Value};
+use fred::types::{ClusterHash, CustomCommand, InfoKind, Key, Value};
 use vss_core::proto::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, GetObjectResponse, KeyValue,
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
@@ -82,6 +83,9 @@ pub struct RedisStore {
     pub(crate) delete_store_script: Script,
     /// Whether users' usage is kept (a standalone server), so that quotas work.
     pub(crate) keeps_usage: bool,
+    /// Replicas that confirm each write, and how long to wait for them.
+    wait_replicas: u32,
+    wait_timeout: Duration,
     durability_warnings: Vec<String>,
 }
 
@@ -143,13 +147,23 @@ impl RedisStore {
             });
         }
 
-        let durability_warnings = match guard(&pool, config.allow_volatile).await {
+        let mut durability_warnings = match guard(&pool, config.allow_volatile).await {
             Ok(warnings) => warnings,
             Err(e) => {
                 let _ = pool.quit().await;
                 return Err(e);
             }
         };
+        if config.wait_replicas == 0 && has_cluster_replicas(&pool).await {
+            let warning = "Redis Cluster fails over to replicas that receive writes \
+                           asynchronously: writes acknowledged shortly before a primary is lost \
+                           can be missing after the failover; set wait_replicas to 1 (one \
+                           replica per primary) so that every write is confirmed by a replica \
+                           before it is answered"
+                .to_string();
+            tracing::warn!("{warning}");
+            durability_warnings.push(warning);
+        }
 
         // Usage lives in a key of its own per user, in another cluster slot
         // than the stores: only a standalone server runs such scripts.
@@ -173,6 +187,8 @@ impl RedisStore {
             write_items_script: Script::from_lua(WRITE_ITEMS_LUA),
             delete_store_script: Script::from_lua(DELETE_STORE_LUA),
             keeps_usage,
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
             durability_warnings,
         };
         for script in [
@@ -256,18 +272,51 @@ impl RedisStore {
     }
 
     /// Runs a script by SHA, loading it again when the server answers NOSCRIPT
-    /// (after a restart or `SCRIPT FLUSH`).
+    /// (after a restart or `SCRIPT FLUSH`). A script that `writes` is answered
+    /// only once [`RedisConfig::wait_replicas`] replicas confirmed it.
     pub(crate) async fn run(
         &self,
         script: &Script,
         what: &'static str,
         redis_keys: Vec<Key>,
         args: Vec<Value>,
+        writes: bool,
     ) -> Result<Value, VssError> {
-        script
-            .evalsha_with_reload::<Value, _, _>(self.pool.next(), redis_keys, args)
+        let client = self.pool.next();
+        // Every key of a script shares one slot: the primary that runs it.
+        let slot = redis_keys.first().map(Key::cluster_hash);
+        let answer = script
+            .evalsha_with_reload::<Value, _, _>(client, redis_keys, args)
             .await
-            .map_err(|e| VssError::internal(format!("redis {what} script: {e}")))
+            .map_err(|e| VssError::internal(format!("redis {what} script: {e}")))?;
+        if writes && self.wait_replicas > 0 {
+            self.confirm_replicated(client, slot, what).await?;
+        }
+        Ok(answer)
+    }
+
+    /// `WAIT` on the connection that ran a write, at the primary of `slot`:
+    /// succeeds once `wait_replicas` replicas hold everything written on it.
+    async fn confirm_replicated(
+        &self,
+        client: &fred::clients::Client,
+        slot: Option<u16>,
+        what: &'static str,
+    ) -> Result<(), VssError> {
+        let timeout_ms = i64::try_from(self.wait_timeout.as_millis()).unwrap_or(i64::MAX);
+        let wait = CustomCommand::new_static("WAIT", ClusterHash::from(slot), false);
+        let confirmed: i64 = client
+            .custom(wait, vec![i64::from(self.wait_replicas), timeout_ms])
+            .await
+            .map_err(|e| VssError::internal(format!("redis {what}: WAIT for replicas: {e}")))?;
+        if confirmed < i64::from(self.wait_replicas) {
+            return Err(VssError::internal(format!(
+                "redis {what}: {confirmed} of {} replicas confirmed the write within {:?} \
+                 (wait_replicas); it is on the primary but could be lost in a failover",
+                self.wait_replicas, self.wait_timeout
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -375,6 +424,27 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
         .map_err(|e| RedisError::Config(format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// Whether this is a Redis Cluster with replicas, which a failover promotes.
+async fn has_cluster_replicas(pool: &Pool) -> bool {
+    let client = pool.next();
+    if !client.is_clustered() {
+        return false;
+    }
+    let nodes = CustomCommand::new_static("CLUSTER", ClusterHash::Random, false);
+    match client.custom::<String, _>(nodes, vec!["NODES"]).await {
+        // `<id> <addr> <flags> ...`, one line per node; flags name a replica `slave`.
+        Ok(nodes) => nodes.lines().any(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|flags| flags.split(',').any(|flag| flag == "slave"))
+        }),
+        Err(e) => {
+            tracing::info!("cannot read CLUSTER NODES ({e}); taking the cluster as replicated");
+            true
+        }
+    }
 }
 
 /// Whether scripts may touch keys of different cluster slots: not on Redis
@@ -616,7 +686,13 @@ impl KvStore for RedisStore {
         }
 
         let answer = self
-            .run(&self.put_script, "put", self.script_keys(keys, true), args)
+            .run(
+                &self.put_script,
+                "put",
+                self.script_keys(keys, true),
+                args,
+                true,
+            )
             .await?;
         let mut parts = array(answer, "put")?.into_iter();
         let outcome = parts.next().map(|v| text(v, "put outcome")).transpose()?;
@@ -676,6 +752,7 @@ impl KvStore for RedisStore {
                 "delete",
                 self.script_keys(keys, true),
                 args,
+                true,
             )
             .await?;
         match answer {
@@ -710,6 +787,7 @@ impl KvStore for RedisStore {
                 "list",
                 self.script_keys(keys, false),
                 args,
+                false,
             )
             .await?;
         let mut parts = array(answer, "list")?.into_iter();

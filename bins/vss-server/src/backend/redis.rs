@@ -29,6 +29,18 @@ pub struct RedisSettings {
     #[arg(id = "redis_config.tls_ca_file", long = "redis-tls-ca-file",
           env = "VSS_REDIS_TLS_CA_FILE", value_name = "FILE", value_parser = parse::existing_file)]
     pub tls_ca_file: Option<PathBuf>,
+
+    /// Replicas that must confirm each write before it is answered (Redis WAIT); 1 with one replica per primary survives a failover
+    #[arg(id = "redis_config.wait_replicas", long = "redis-wait-replicas",
+          env = "VSS_REDIS_WAIT_REPLICAS", value_name = "COUNT", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub wait_replicas: u32,
+
+    /// Milliseconds a write waits for wait_replicas confirmations before it answers INTERNAL
+    #[arg(id = "redis_config.wait_timeout_ms", long = "redis-wait-timeout-ms",
+          env = "VSS_REDIS_WAIT_TIMEOUT_MS", value_name = "MS", default_value_t = 2000,
+          value_parser = parse::positive)]
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -49,6 +61,8 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &url)
             .field("allow_volatile", &self.allow_volatile)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout_ms", &self.wait_timeout_ms)
             .finish()
     }
 }
@@ -85,6 +99,8 @@ impl RedisSettings {
         vss_backend_redis::RedisConfig {
             allow_volatile: self.allow_volatile,
             tls_ca_file: self.tls_ca_file.clone(),
+            wait_replicas: self.wait_replicas,
+            wait_timeout: std::time::Duration::from_millis(self.wait_timeout_ms),
             ..vss_backend_redis::RedisConfig::new(self.url.clone())
         }
     }
