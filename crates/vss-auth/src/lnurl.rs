@@ -329,7 +329,7 @@ impl LnurlAuthIssuer {
     }
 
     /// The expiry of `k1` when this issuer's key made it.
-    fn challenge_expiry(&self, k1: &[u8; 32]) -> Result<u64, LoginError> {
+    fn verified_expiry(&self, k1: &[u8; 32]) -> Result<u64, LoginError> {
         self.mac(&k1[..16])
             .verify_truncated_left(&k1[16..])
             .map_err(|_| LoginError::UnknownChallenge)?;
@@ -371,7 +371,7 @@ impl LnurlAuthIssuer {
             LoginError::BadRequest("key is not a 33-byte compressed public key in hex".into())
         })?;
 
-        let expires = self.challenge_expiry(&k1)?;
+        let expires = self.verified_expiry(&k1)?;
         let now = self.clock.now_unix();
         if now > expires {
             return Err(LoginError::ExpiredChallenge);
@@ -467,6 +467,13 @@ impl Endpoint for LnurlAuthIssuer {
                 )
             }
         }
+    }
+
+    /// An answer (a request with `k1`) may record a spent challenge: a write.
+    /// Asking for a challenge writes nothing.
+    fn writes(&self, request: &Parts) -> bool {
+        let query = request.uri.query().unwrap_or("");
+        form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "k1")
     }
 }
 

@@ -553,3 +553,15 @@ async fn spent_challenges_are_swept_only_when_no_instance_can_accept_them() {
         .unwrap()
         .contains("expired"));
 }
+
+#[tokio::test]
+async fn answers_are_writes_and_challenge_requests_are_reads() {
+    use vss_http::Endpoint;
+    let l = lnurl(LnurlAuthConfig::default()).await;
+    let parts = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
+    assert!(!l.issuer.writes(&parts("/lnurl-auth")));
+    assert!(!l.issuer.writes(&parts("/lnurl-auth?tag=login")));
+    assert!(l
+        .issuer
+        .writes(&parts("/lnurl-auth?tag=login&k1=00&sig=00&key=00")));
+}

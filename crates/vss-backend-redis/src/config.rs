@@ -142,4 +142,17 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
     }
+
+    #[test]
+    fn a_wait_for_replicas_needs_a_time_bound() {
+        let config = |wait_replicas, wait_timeout| RedisConfig {
+            wait_replicas,
+            wait_timeout,
+            ..RedisConfig::default()
+        };
+        assert!(config(0, Duration::ZERO).check().is_ok());
+        assert!(config(1, Duration::from_millis(1)).check().is_ok());
+        let err = config(1, Duration::from_micros(999)).check().unwrap_err();
+        assert!(err.to_string().contains("wait_timeout"), "{err}");
+    }
 }

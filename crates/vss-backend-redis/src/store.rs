@@ -352,6 +352,12 @@ impl RedisConfig {
                 self.list_scan_limit
             )));
         }
+        // `WAIT n 0` would block until the replicas answer, however long.
+        if self.wait_replicas > 0 && self.wait_timeout.as_millis() == 0 {
+            return Err(RedisError::Config(
+                "wait_timeout must be at least 1 ms when wait_replicas is set".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -446,15 +446,30 @@ impl VssService {
         );
         async move {
             let (parts, _body) = req.into_parts();
+            // The client's budget first, as for VSS calls: an endpoint is no way around it.
+            let limited = self.inner.limiters.as_ref().and_then(|limiters| {
+                let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+                limiters
+                    .check_client(peer, &parts.headers, endpoint.writes(&parts))
+                    .err()
+            });
             let timeout = self.config().request_timeout();
-            let answer = AssertUnwindSafe(endpoint.respond(&parts)).catch_unwind();
-            let response = match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(_panic)) => {
-                    tracing::error!("the endpoint panicked");
-                    plain_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            let response = match limited {
+                Some(err) => {
+                    log_failure(&err);
+                    error_response(&err)
                 }
-                Err(_) => plain_response(StatusCode::INTERNAL_SERVER_ERROR, "timed out"),
+                None => {
+                    let answer = AssertUnwindSafe(endpoint.respond(&parts)).catch_unwind();
+                    match tokio::time::timeout(timeout, answer).await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(_panic)) => {
+                            tracing::error!("the endpoint panicked");
+                            plain_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                        }
+                        Err(_) => plain_response(StatusCode::INTERNAL_SERVER_ERROR, "timed out"),
+                    }
+                }
             };
             tracing::info!(
                 status = response.status().as_u16(),

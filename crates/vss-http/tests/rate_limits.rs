@@ -168,3 +168,53 @@ async fn a_user_over_its_budget_is_refused_and_other_users_are_not() {
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+/// An endpoint that says it writes when asked `?write`.
+struct Counter;
+
+#[async_trait::async_trait]
+impl vss_http::Endpoint for Counter {
+    async fn respond(
+        &self,
+        _: &http::request::Parts,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+    }
+
+    fn writes(&self, request: &http::request::Parts) -> bool {
+        request.uri.query() == Some("write")
+    }
+}
+
+#[tokio::test]
+async fn endpoints_count_against_the_address_budget_as_they_declare() {
+    let service = vss_http::VssService::new(
+        Arc::new(vss_core::MemoryStore::new()),
+        Arc::new(TokenAuthorizer),
+        HttpConfig::default().with_rate_limits(RateLimits {
+            per_ip_writes: rate(1, 1),
+            ..RateLimits::default()
+        }),
+    )
+    .with_endpoint("/extra", Arc::new(Counter))
+    .unwrap();
+    let server = TestServer::serving(service).await;
+    // Reads have no budget here: any number pass.
+    for _ in 0..5 {
+        assert_eq!(
+            send("GET", &server.url("/extra"), &[], vec![]).await.status,
+            StatusCode::OK
+        );
+    }
+    // One write, then the address is over its write budget, at the endpoint
+    // and at the VSS calls alike.
+    assert_eq!(
+        send("GET", &server.url("/extra?write"), &[], vec![])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_limited(&send("GET", &server.url("/extra?write"), &[], vec![]).await);
+    assert_limited(&send("POST", &server.url("/vss/putObjects"), &[], put_body("k")).await);
+    server.stop().await;
+}

@@ -32,9 +32,13 @@ impl TestServer {
         authorizer: Arc<dyn Authorizer>,
         config: HttpConfig,
     ) -> Self {
+        Self::serving(VssService::new(store, authorizer, config)).await
+    }
+
+    /// Serves `service` (with whatever endpoints it has).
+    pub async fn serving(service: VssService) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = VssService::new(store, authorizer, config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, service, stopped, ServeOptions::default()));
         TestServer {
