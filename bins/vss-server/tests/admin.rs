@@ -182,13 +182,6 @@ fn postgres_deployment(dir: &Path, url: &str, label: &str) -> Deployment {
     Deployment::new(path)
 }
 
-/// The credentials, region of the local DynamoDB-API server, for vss-admin.
-const AWS_ENV: &[(&str, &str)] = &[
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_REGION", "us-east-1"),
-];
-
 async fn admin(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let child = command(ADMIN, dir, args, AWS_ENV).spawn().unwrap();
     let output = tokio::time::timeout(GUARD * 5, child.wait_with_output())
@@ -220,17 +213,7 @@ struct Deployment {
 
 impl Deployment {
     fn new(file: std::path::PathBuf) -> Self {
-        let mut config =
-            Config::from_sources(["vss-server", "--config", file.to_str().unwrap()], &|_| {
-                None
-            })
-            .unwrap();
-        if let vss_server::BackendConfig::DynamoDb(settings) = &mut config.backend {
-            settings.credentials = Some(vss_server::backend::AwsCredentials {
-                access_key_id: "test".into(),
-                secret_access_key: "test".into(),
-            });
-        }
+        let config = config_from_file(&file);
         Deployment { file, config }
     }
 

@@ -26,20 +26,12 @@ use vss_conformance::HttpStore;
 use vss_core::conformance::{self, ConcurrencyConfig, ModelConfig, Subject};
 use vss_core::proto::{KeyValue, ListKeyVersionsRequest, PutObjectRequest};
 use vss_core::{KvStore, StoreLimits, UserToken};
-use vss_server::Config;
 
 /// Instances per deployment.
 const INSTANCES: usize = 3;
 
 const ISSUER_KEY: &str =
     include_str!("../../../crates/vss-auth/tests/fixtures/issuer-es256-private.pem");
-
-/// The credentials and region of the local DynamoDB-API server.
-const AWS_ENV: &[(&str, &str)] = &[
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_REGION", "us-east-1"),
-];
 
 /// One shared backend: a config file naming it, in a directory of the test's.
 struct Backend {
@@ -87,14 +79,7 @@ impl Backend {
 
     /// What the backend declares (clients must be told: it is not on the wire).
     async fn limits(&self) -> StoreLimits {
-        let mut config =
-            Config::from_sources(["vss-server", "--config", self.path()], &|_| None).unwrap();
-        if let vss_server::BackendConfig::DynamoDb(settings) = &mut config.backend {
-            settings.credentials = Some(vss_server::backend::AwsCredentials {
-                access_key_id: "test".into(),
-                secret_access_key: "test".into(),
-            });
-        }
+        let config = common::config_from_file(&self.file);
         let store = vss_server::backend::open(&config.backend).await.unwrap();
         let limits = store.limits();
         store.close().await.unwrap();
@@ -113,7 +98,7 @@ impl Deployment {
     /// after the other (the first creates the database or table).
     async fn start(backend: &Backend, auth: &[(&str, &str)]) -> Deployment {
         let mut env = vec![("VSS_BIND_ADDRESS", "127.0.0.1:0")];
-        env.extend_from_slice(AWS_ENV);
+        env.extend_from_slice(common::AWS_ENV);
         env.extend_from_slice(auth);
         let mut instances = Vec::new();
         for _ in 0..INSTANCES {

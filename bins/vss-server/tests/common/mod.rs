@@ -17,6 +17,30 @@ use vss_server::{BackendConfig, Config, Server, ServerError};
 pub mod balancer;
 pub mod child;
 
+/// The credentials and region of the local DynamoDB-API server, for child processes.
+pub const AWS_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
+/// The configuration vss-server reads from the config file `file` alone, with
+/// the local DynamoDB-API server's credentials (as [`AWS_ENV`] gives children).
+pub fn config_from_file(file: &Path) -> Config {
+    let mut config =
+        Config::from_sources(["vss-server", "--config", file.to_str().unwrap()], &|_| {
+            None
+        })
+        .unwrap();
+    if let BackendConfig::DynamoDb(settings) = &mut config.backend {
+        settings.credentials = Some(vss_server::backend::AwsCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        });
+    }
+    config
+}
+
 pub struct Running {
     pub url: String,
     pub addr: std::net::SocketAddr,
