@@ -215,6 +215,16 @@ impl Server {
             address: config.bind_address,
             source,
         })?;
+        if config.shutdown_grace < config.http.request_timeout() {
+            tracing::warn!(
+                shutdown_grace = ?config.shutdown_grace,
+                request_timeout = ?config.http.request_timeout(),
+                "shutdown_grace_secs is shorter than request_timeout_secs: a request still \
+                 running when the grace runs out at shutdown is dropped unanswered, and its \
+                 write may or may not have happened (as after a timeout); make the grace at \
+                 least the request timeout to let every request end on its own"
+            );
+        }
         let options = ServeOptions {
             shutdown_grace: config.shutdown_grace,
             drain_delay: config.shutdown_drain,

@@ -332,3 +332,121 @@ async fn tls_settings_reach_the_backend() {
     let err = Server::start(load_env(&env)).await.unwrap_err();
     assert!(matches!(err, ServerError::Backend(_)), "{err}");
 }
+
+/// A put that cannot finish before the request timeout (its row is locked)
+/// is either answered success or leaves no trace: it never commits after an
+/// INTERNAL answer, which would turn the client's retry into a false CONFLICT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_stuck_past_the_request_timeout_leaves_no_trace_and_its_retry_succeeds() {
+    use vss_core::proto::{GetObjectRequest, KeyValue, PutObjectRequest};
+    use vss_core::{validate, KvStore, UserToken, VssError};
+
+    let Some(server) = test_server() else {
+        return;
+    };
+    let database = fresh_database("stuck");
+    let mut env = env_for(&server, &database);
+    env.push(("VSS_REQUEST_TIMEOUT_SECS", "2".into()));
+    let running = common::start(load_env(&env)).await;
+    let http = vss_conformance::HttpStore::new(&running.url).unwrap();
+    let user = UserToken::new("any").unwrap();
+    let store_id = conformance::unique_name("stuck");
+    let put = |global_version: i64, key: &str| PutObjectRequest {
+        store_id: store_id.clone(),
+        global_version: Some(global_version),
+        transaction_items: vec![KeyValue {
+            key: key.into(),
+            version: 0,
+            value: bytes::Bytes::from_static(b"v"),
+        }],
+        delete_items: vec![],
+    };
+    let global_version = || async {
+        let got = http
+            .get(
+                &user,
+                GetObjectRequest {
+                    store_id: store_id.clone(),
+                    key: validate::GLOBAL_VERSION_KEY.into(),
+                },
+            )
+            .await
+            .unwrap();
+        got.value.unwrap().version
+    };
+    http.put(&user, put(0, "first")).await.unwrap();
+    assert_eq!(global_version().await, 1);
+
+    // Another session holds the store's row longer than the request timeout.
+    let (locker, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={} dbname={database}",
+            server.address.rsplit_once(':').unwrap().0,
+            server.address.rsplit_once(':').unwrap().1,
+            server.username
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM vss_stores WHERE store_id = '\\x{}'::bytea FOR UPDATE",
+            hex::encode(&store_id)
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stuck = http.put(&user, put(1, "second")).await;
+    let answered_after = started.elapsed();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    // Whatever the server left running has run once no session waits for a lock.
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND pid <> pg_backend_pid() AND state = 'active'";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while locker
+        .query_one(waiting, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "a statement is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let stored = global_version().await;
+    match &stuck {
+        Ok(_) => assert_eq!(stored, 2, "answered success, so it was written"),
+        Err(VssError::Internal(message)) => {
+            assert_eq!(
+                stored, 1,
+                "answered {message:?} after {answered_after:?}, yet written"
+            );
+            let second = http
+                .get(
+                    &user,
+                    GetObjectRequest {
+                        store_id: store_id.clone(),
+                        key: "second".into(),
+                    },
+                )
+                .await;
+            assert!(matches!(second, Err(VssError::NoSuchKey(_))), "{second:?}");
+            // The client's retry meets no trace of its first attempt.
+            http.put(&user, put(1, "second")).await.unwrap();
+            assert_eq!(global_version().await, 2);
+        }
+        Err(other) => panic!("a stuck put must be answered INTERNAL, got {other:?}"),
+    }
+    // The server answered before its own request timeout: the store stopped at its deadline.
+    assert!(
+        answered_after < std::time::Duration::from_secs(2),
+        "answered after {answered_after:?}"
+    );
+    running.stop().await;
+}

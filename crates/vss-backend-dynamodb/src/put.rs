@@ -312,6 +312,11 @@ impl DynamoDbStore {
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<(), Result<Cancelled, Failure>> {
+        if vss_core::deadline::passed() {
+            return Err(Err(Failure::Definite(vss_core::deadline::missed(
+                "DynamoDB write",
+            ))));
+        }
         let token = random_id().map_err(|e| {
             Err(Failure::Definite(VssError::internal(format!(
                 "no randomness: {e}"

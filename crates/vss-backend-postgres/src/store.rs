@@ -17,7 +17,7 @@ use vss_core::proto::{
     ListKeyVersionsRequest, ListKeyVersionsResponse, PutObjectRequest, PutObjectResponse,
 };
 use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, PutPlan, WriteCondition};
-use vss_core::{KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
+use vss_core::{deadline, KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
 use crate::sql;
 use crate::{migrations, PostgresConfig, PostgresError};
@@ -28,6 +28,8 @@ use crate::{migrations, PostgresConfig, PostgresError};
 /// See the crate documentation for the schema and the round trips of each call.
 pub struct PostgresStore {
     pool: Pool,
+    /// For cancel requests.
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     limits: StoreLimits,
     gauges: crate::measure::PoolGauges,
 }
@@ -54,7 +56,7 @@ impl PostgresStore {
         }
         let manager = Manager::from_config(
             config.pg_config(&config.database)?,
-            tls,
+            tls.clone(),
             // A connection the server closed (restart, failover, idle kill) reports
             // `is_closed` and is dropped on checkout, at no round trip.
             ManagerConfig {
@@ -83,6 +85,7 @@ impl PostgresStore {
         );
         Ok(PostgresStore {
             pool,
+            tls,
             limits: StoreLimits {
                 max_value_size: MAX_VALUE_SIZE,
                 enforces_quotas: true,
@@ -92,12 +95,18 @@ impl PostgresStore {
         })
     }
 
+    /// A pooled connection, waited for at most until the request's deadline
+    /// (and the pool's `wait_timeout`).
     pub(crate) async fn client(&self) -> Result<Object, VssError> {
         self.gauges.record(&self.pool.status());
-        self.pool
-            .get()
-            .await
-            .map_err(|e| VssError::internal(format!("PostgreSQL connection pool: {e}")))
+        match deadline::before(self.pool.get()).await {
+            Some(client) => {
+                client.map_err(|e| VssError::internal(format!("PostgreSQL connection pool: {e}")))
+            }
+            None => Err(VssError::internal(
+                "PostgreSQL connection pool: no connection free before the request's deadline",
+            )),
+        }
     }
 }
 
@@ -289,50 +298,103 @@ fn limit(max: u64) -> i64 {
 }
 
 /// Runs `statements`, pipelined in one round trip: alone, or as one
-/// transaction (`BEGIN` first, `COMMIT` last). The first failure decides:
-/// the CONFLICT of its statement when its condition failed, the quota's
-/// answer when its quota check failed, else INTERNAL.
+/// transaction (`BEGIN` first, then `COMMIT`, or `ROLLBACK` if a statement
+/// could not even be sent). The first failure decides: the CONFLICT of its
+/// statement when its condition failed, the quota's answer when its quota
+/// check failed, else INTERNAL.
+///
+/// Bounded by the request's deadline ([`vss_core::deadline`]): nothing is
+/// sent after it has passed, and if the answers have not all come back by
+/// then, the running statement is cancelled (a cancel request on a new
+/// connection) and the answer is what the database then did: success if the
+/// transaction committed before the cancel, else the cancel's error with
+/// nothing written. `Ran::cancelled` tells the caller to drop the connection,
+/// so that a late cancel can never hit another request's statement.
 async fn run_statements(
     client: &Object,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
     statements: &[PutStatement<'_>],
     quota: Quota,
-) -> Result<(), VssError> {
+) -> Ran {
     let alone = statements.len() == 1;
     let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
-    let prepared = prepare_all(client, &texts).await?;
+    let prepared = match deadline::before(prepare_all(client, &texts)).await {
+        Some(Ok(prepared)) => prepared,
+        Some(Err(err)) => return Ran::answer(Err(err)),
+        None => return Ran::answer(Err(deadline::missed("PostgreSQL write"))),
+    };
+    if deadline::passed() {
+        return Ran::answer(Err(deadline::missed("PostgreSQL write")));
+    }
 
-    let mut futures: Vec<PgFuture<'_>> = Vec::with_capacity(statements.len() + 2);
+    let mut slots: Vec<MaybeDone<PgFuture<'_>>> = Vec::with_capacity(statements.len() + 2);
     if !alone {
-        futures.push(Box::pin(client.batch_execute("BEGIN")));
+        slots.push(future::maybe_done(Box::pin(client.batch_execute("BEGIN"))));
     }
     for statement in statements {
-        let prepared = prepared
-            .get(statement.sql)
-            .ok_or_else(|| VssError::internal("statement missing after preparation"))?;
+        let Some(prepared) = prepared.get(statement.sql) else {
+            // Nothing was sent yet: BEGIN waits in `slots`, unpolled.
+            return Ran::answer(Err(VssError::internal(
+                "statement missing after preparation",
+            )));
+        };
         let params = statement
             .params
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync));
-        futures.push(Box::pin(async move {
+        slots.push(future::maybe_done(Box::pin(async move {
             client.execute_raw(prepared, params).await.map(|_| ())
-        }));
+        })));
     }
+    // tokio-postgres sends a request when its future is first polled: send
+    // them all, in order, before choosing how the transaction ends. A
+    // statement that failed already (for example, a parameter that cannot be
+    // encoded fails before it is sent) must not be followed by a COMMIT of
+    // the others.
+    poll_each_once(&mut slots).await;
     if !alone {
-        futures.push(Box::pin(client.batch_execute("COMMIT")));
+        let failed = slots
+            .iter()
+            .any(|slot| matches!(slot, MaybeDone::Done(Err(_))));
+        let end = if failed { "ROLLBACK" } else { "COMMIT" };
+        slots.push(future::maybe_done(Box::pin(client.batch_execute(end))));
     }
-    let results = run_in_order(futures).await;
+
+    let mut cancelled = false;
+    {
+        let all = wait_all(&mut slots);
+        tokio::pin!(all);
+        if deadline::before(all.as_mut()).await.is_none() {
+            cancelled = true;
+            if let Err(err) = client.cancel_token().cancel_query(tls.clone()).await {
+                tracing::warn!(
+                    error = %crate::error::describe(&err),
+                    "PostgreSQL: cancelling a write past its deadline failed; waiting for its outcome"
+                );
+            }
+            all.await;
+        }
+    }
+    if cancelled {
+        tracing::warn!("PostgreSQL: a write ran past the request's deadline and was cancelled");
+    }
 
     // The statements after the first failure only failed because the
     // transaction was already aborted, and COMMIT then rolled back.
     let offset = usize::from(!alone);
-    for (i, result) in results.into_iter().enumerate() {
-        let err = match result {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let err = match Pin::new(slot).take_output() {
             Some(Ok(())) => continue,
             Some(Err(err)) => err,
-            None => return Err(VssError::internal("a pipelined statement did not finish")),
+            None => {
+                return Ran {
+                    result: Err(VssError::internal("a pipelined statement did not finish")),
+                    cancelled,
+                }
+            }
         };
         let statement = i.checked_sub(offset).and_then(|j| statements.get(j));
-        return Err(match statement {
+        let result = Err(match statement {
             Some(_) if is_quota_failure(&err) => quota_refusal(&err, quota),
             Some(PutStatement {
                 conflict: Some(conflict),
@@ -340,8 +402,37 @@ async fn run_statements(
             }) if is_condition_failure(&err) => conflict.clone(),
             _ => internal(err),
         });
+        return Ran { result, cancelled };
     }
-    Ok(())
+    Ran {
+        result: Ok(()),
+        cancelled,
+    }
+}
+
+/// What [`run_statements`] did.
+struct Ran {
+    /// The answer.
+    result: Result<(), VssError>,
+    /// Whether a cancel request was sent on the connection.
+    cancelled: bool,
+}
+
+impl Ran {
+    fn answer(result: Result<(), VssError>) -> Ran {
+        Ran {
+            result,
+            cancelled: false,
+        }
+    }
+
+    /// The answer, after dropping a connection that was sent a cancel.
+    fn finish(self, client: Object) -> Result<(), VssError> {
+        if self.cancelled {
+            drop(Object::take(client));
+        }
+        self.result
+    }
 }
 
 fn is_quota_failure(err: &tokio_postgres::Error) -> bool {
@@ -377,16 +468,22 @@ fn internal_ref(err: &tokio_postgres::Error) -> VssError {
     VssError::internal(format!("PostgreSQL: {}", crate::error::describe(err)))
 }
 
-/// Runs futures concurrently, polling each for the first time in the given order.
+/// Polls every future once, in the given order.
 ///
 /// tokio-postgres sends a request when its future is first polled and pipelines
-/// everything queued on a connection, so this sends all statements at once, in
-/// order (BEGIN first, COMMIT last), and then waits for all the answers.
-async fn run_in_order(
-    futures: Vec<PgFuture<'_>>,
-) -> Vec<Option<Result<(), tokio_postgres::Error>>> {
-    let mut slots: Vec<MaybeDone<PgFuture<'_>>> =
-        futures.into_iter().map(future::maybe_done).collect();
+/// everything queued on a connection, so this sends every statement, in order.
+async fn poll_each_once(slots: &mut [MaybeDone<PgFuture<'_>>]) {
+    future::poll_fn(|cx| {
+        for slot in slots.iter_mut() {
+            let _ = Pin::new(slot).poll(cx);
+        }
+        Poll::Ready(())
+    })
+    .await
+}
+
+/// Waits until every future is done.
+async fn wait_all(slots: &mut [MaybeDone<PgFuture<'_>>]) {
     future::poll_fn(|cx| {
         let mut all_done = true;
         for slot in slots.iter_mut() {
@@ -400,11 +497,7 @@ async fn run_in_order(
             Poll::Pending
         }
     })
-    .await;
-    slots
-        .iter_mut()
-        .map(|slot| Pin::new(slot).take_output())
-        .collect()
+    .await
 }
 
 pub(crate) fn decode_key(bytes: Vec<u8>) -> Result<String, VssError> {
@@ -478,7 +571,9 @@ impl KvStore for PostgresStore {
         let user_bytes = user.as_str().as_bytes();
         let statements = put_statements(user_bytes, &plan, quota);
         let client = self.client().await?;
-        run_statements(&client, &statements, quota).await?;
+        run_statements(&client, &self.tls, &statements, quota)
+            .await
+            .finish(client)?;
         Ok(PutObjectResponse {})
     }
 
@@ -510,7 +605,9 @@ impl KvStore for PostgresStore {
             },
         };
         let client = self.client().await?;
-        run_statements(&client, &[delete], Quota::UNLIMITED).await?;
+        run_statements(&client, &self.tls, &[delete], Quota::UNLIMITED)
+            .await
+            .finish(client)?;
         Ok(DeleteObjectResponse {})
     }
 
@@ -662,6 +759,64 @@ fn quote_identifier(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store on a new database of `VSS_TEST_POSTGRES_URL`'s server.
+    async fn fresh_store(label: &str) -> Option<PostgresStore> {
+        let url = vss_core::conformance::service_url("VSS_TEST_POSTGRES_URL")?;
+        let mut config = PostgresConfig::from_url(&url).unwrap();
+        config.default_database = config.database.clone();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        config.database = format!("vss_u_{label}_{}_{nanos:x}", std::process::id());
+        config.database.truncate(63);
+        config.create_database = true;
+        Some(PostgresStore::connect(config).await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_that_cannot_be_sent_rolls_the_whole_put_back() {
+        let Some(store) = fresh_store("unsent").await else {
+            return;
+        };
+        let (user, store_id) = (b"u".as_slice(), b"s".as_slice());
+        let statements = [
+            PutStatement {
+                sql: sql::BUMP_GLOBAL_VERSION,
+                params: vec![Box::new(user), Box::new(store_id), Box::new(0i64)],
+                conflict: None,
+            },
+            // $3 is a bigint: a text parameter fails to encode, on the
+            // client, before anything of this statement is sent.
+            PutStatement {
+                sql: sql::BUMP_GLOBAL_VERSION,
+                params: vec![Box::new(user), Box::new(store_id), Box::new("one")],
+                conflict: None,
+            },
+        ];
+        let client = store.client().await.unwrap();
+        let ran = run_statements(&client, &store.tls, &statements, Quota::UNLIMITED).await;
+        assert!(
+            matches!(ran.result, Err(VssError::Internal(_))),
+            "{:?}",
+            ran.result
+        );
+        drop(client);
+        // The first statement was sent and succeeded, but the put is all or nothing.
+        let got = store
+            .get(
+                &UserToken::new("u").unwrap(),
+                GetObjectRequest {
+                    store_id: "s".into(),
+                    key: validate::GLOBAL_VERSION_KEY.into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.value.unwrap().version, 0, "the global version moved");
+        store.close().await.unwrap();
+    }
 
     #[test]
     fn identifiers_are_quoted() {

@@ -282,6 +282,9 @@ impl RedisStore {
         args: Vec<Value>,
         writes: bool,
     ) -> Result<Value, VssError> {
+        if writes && vss_core::deadline::passed() {
+            return Err(vss_core::deadline::missed("redis write"));
+        }
         let client = self.pool.next();
         // Every key of a script shares one slot: the primary that runs it.
         let slot = redis_keys.first().map(Key::cluster_hash);

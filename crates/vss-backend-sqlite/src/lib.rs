@@ -237,15 +237,21 @@ impl SqliteStore {
     }
 
     async fn write(&self, user: &UserToken, op: WriteOp) -> Result<(), VssError> {
+        if vss_core::deadline::passed() {
+            return Err(vss_core::deadline::missed("SQLite write"));
+        }
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             user: user.clone(),
             op,
             reply,
+            deadline: vss_core::deadline::current(),
         };
-        self.writes
-            .send(Command::Write(request))
+        // The writer drops a request whose deadline passed, or whose caller
+        // gave up, before starting it; one it started is answered with its outcome.
+        vss_core::deadline::before(self.writes.send(Command::Write(request)))
             .await
+            .ok_or_else(|| vss_core::deadline::missed("SQLite write (queue full)"))?
             .map_err(|_| writer::closed())?;
         answer
             .await

@@ -32,6 +32,42 @@ pub(crate) struct WriteRequest {
     pub(crate) user: UserToken,
     pub(crate) op: WriteOp,
     pub(crate) reply: oneshot::Sender<Result<(), VssError>>,
+    /// When the request's answer is due (see `vss_core::deadline`): not
+    /// started after it.
+    pub(crate) deadline: Option<std::time::Instant>,
+}
+
+impl WriteRequest {
+    /// Whether the request must not be started: its caller gave up waiting
+    /// (the reply's receiver is gone), or its deadline has passed. Answered
+    /// then (if anyone listens): nothing was written.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+            || self
+                .deadline
+                .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+    }
+}
+
+/// Takes out of `batch` the requests that must not start, answering those
+/// whose caller still waits.
+fn drop_abandoned(batch: &mut Vec<WriteRequest>) {
+    if !batch.iter().any(WriteRequest::abandoned) {
+        return;
+    }
+    let (late, live): (Vec<_>, Vec<_>) = std::mem::take(batch)
+        .into_iter()
+        .partition(WriteRequest::abandoned);
+    *batch = live;
+    tracing::debug!(
+        dropped = late.len(),
+        "SQLite writes dropped before starting: past their deadline"
+    );
+    for request in late {
+        let _ = request
+            .reply
+            .send(Err(vss_core::deadline::missed("SQLite write")));
+    }
 }
 
 /// What the writer thread receives.
@@ -82,6 +118,7 @@ pub(crate) fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>, max_
                 Err(_) => break,
             }
         }
+        drop_abandoned(&mut batch);
         if !batch.is_empty() {
             crate::measure::batch_taken(batch.len(), queue.len());
             apply_batch(&conn, std::mem::take(&mut batch));
@@ -407,6 +444,7 @@ mod tests {
                 user,
                 op: WriteOp::Put(plan, Quota::UNLIMITED),
                 reply,
+                deadline: None,
             },
             answer,
         )
@@ -422,6 +460,29 @@ mod tests {
         current(conn, &UserToken::new("u").unwrap(), "s", key)
             .unwrap()
             .map(|(version, _)| version)
+    }
+
+    #[test]
+    fn a_write_past_its_deadline_or_given_up_is_never_started() {
+        let conn = database();
+        let (mut late, mut late_answer) = request(plan(vec![("late", 0)], None));
+        late.deadline = Some(std::time::Instant::now());
+        let (abandoned, abandoned_answer) = request(plan(vec![("abandoned", 0)], None));
+        drop(abandoned_answer);
+        let (mut on_time, mut on_time_answer) = request(plan(vec![("on-time", 0)], None));
+        on_time.deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(60));
+        let mut batch = vec![late, abandoned, on_time];
+        drop_abandoned(&mut batch);
+        apply_batch(&conn, batch);
+        let refused = late_answer.try_recv().unwrap().unwrap_err();
+        assert!(
+            refused.to_string().contains("nothing was written"),
+            "{refused}"
+        );
+        on_time_answer.try_recv().unwrap().unwrap();
+        assert_eq!(version(&conn, "late"), None);
+        assert_eq!(version(&conn, "abandoned"), None);
+        assert_eq!(version(&conn, "on-time"), Some(1));
     }
 
     #[test]
@@ -455,6 +516,7 @@ mod tests {
                 user: user.clone(),
                 op: WriteOp::Put(plan, Quota::UNLIMITED),
                 reply,
+                deadline: None,
             }],
         );
         answer.try_recv().unwrap().unwrap();

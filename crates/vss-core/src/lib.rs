@@ -13,6 +13,8 @@
 //! - [`page`]: the opaque page tokens of listings;
 //! - [`protocol`]: the four calls by name and the protocol version header;
 //! - [`MemoryStore`]: the reference implementation;
+//! - [`deadline`]: the time by which a store must answer the request being
+//!   served, so that a timed-out request has written nothing;
 //! - [`quota`]: per-user quotas ([`Quota`], [`Usage`], the rule that judges a
 //!   put) and [`Quotas`], the decorator applying a [`QuotaPolicy`];
 //! - `metered` (feature `metrics`): [`metered::Metered`], a decorator that
@@ -54,6 +56,8 @@
 //!   early: it says where to resume).
 //! - Any database failure is [`VssError::Internal`], never a conflict or a
 //!   missing key: clients retry internal errors and believe the others.
+//! - Do not start a write after the request's [`deadline`] has passed, and
+//!   answer a write you started with its real outcome: see [`deadline`].
 //!
 //! `crates/vss-core/examples/custom_backend.rs` is a complete, runnable backend
 //! over one ordered key-value map, with the conformance suite wired in:
@@ -72,6 +76,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod deadline;
 mod error;
 mod limits;
 mod memory;

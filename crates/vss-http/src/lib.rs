@@ -71,8 +71,8 @@ pub use serve::{
     default_max_connections, default_max_connections_per_ip, serve, ServeOptions, ServeOutcome,
 };
 pub use service::{
-    request_id, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
+    request_id, store_deadline, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_CACHE, READINESS_PATHS,
-    READINESS_TIMEOUT, REQUEST_ID_HEADER,
+    READINESS_TIMEOUT, REQUEST_ID_HEADER, STORE_DEADLINE_MAX_MARGIN,
 };
 pub use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

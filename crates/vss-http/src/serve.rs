@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::limit::ClientAddr;
 use crate::measure;
@@ -163,6 +165,32 @@ impl Drop for Admitted {
     }
 }
 
+/// Runs the tasks hyper spawns (one per HTTP/2 stream: the request's whole
+/// handling) where the shutdown sees them: it waits for them as for the
+/// connections, and ends them when the grace runs out, so no request still
+/// runs when the caller closes the store.
+#[derive(Clone, Default)]
+struct StreamTasks {
+    tracker: TaskTracker,
+    abort: CancellationToken,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamTasks
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let abort = self.abort.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = future => {}
+                _ = abort.cancelled() => {}
+            }
+        });
+    }
+}
+
 /// Requests in flight on one connection, and since when it has had none.
 #[derive(Default)]
 struct Activity(Mutex<(usize, Option<Instant>)>);
@@ -212,7 +240,8 @@ pub async fn serve<S>(
 where
     S: Future,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let streams = StreamTasks::default();
+    let mut builder = auto::Builder::new(streams.clone());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -282,8 +311,10 @@ where
         "stopped accepting connections; finishing in-flight requests"
     );
     let _ = stop_connections.send(true);
+    streams.tracker.close();
     let drained = tokio::time::timeout(options.shutdown_grace, async {
         while connections.join_next().await.is_some() {}
+        streams.tracker.wait().await;
     })
     .await
     .is_ok();
@@ -292,11 +323,16 @@ where
     } else {
         let left = connections.len();
         tracing::warn!(
-            connections = left,
+            connections = connections.len(),
+            http2_streams = streams.tracker.len(),
             grace = ?options.shutdown_grace,
             "shutdown grace ran out; dropping connections with requests in flight"
         );
         connections.shutdown().await;
+        // HTTP/2 streams run in tasks of their own: end them too, and wait
+        // until they are gone, so none of them touches the store after this.
+        streams.abort.cancel();
+        streams.tracker.wait().await;
         left
     };
     ServeOutcome {
@@ -322,7 +358,7 @@ async fn serve_connection(
     stream: TcpStream,
     admitted: Admitted,
     service: VssService,
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<StreamTasks>,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {

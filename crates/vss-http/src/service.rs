@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
 use tracing::Instrument;
-use vss_core::{KvStore, VssError};
+use vss_core::{deadline, KvStore, VssError};
 
 use crate::budget::{read_charged, BodyBudget, Budget};
 use crate::limit::{ClientAddr, Limiters, RateLimits};
@@ -49,6 +49,20 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024 * 1024;
 
 /// The default time one request may take, from its headers to its answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The time the store has to answer a request that started at `started` and
+/// is answered INTERNAL at `started + timeout`: a fifth of the timeout, and at
+/// most 2 s, earlier. So a store that stops at its deadline (see
+/// [`vss_core::deadline`]) answers first, with what really happened, and the
+/// request timeout's INTERNAL, after which a write may still commit, is left
+/// for a store that does not stop.
+pub fn store_deadline(started: Instant, timeout: Duration) -> Instant {
+    let margin = (timeout / 5).min(STORE_DEADLINE_MAX_MARGIN);
+    started + timeout.saturating_sub(margin)
+}
+
+/// The most [`store_deadline`] comes before the request timeout.
+pub const STORE_DEADLINE_MAX_MARGIN: Duration = Duration::from_secs(2);
 
 /// How requests are served: where, how big, how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +331,8 @@ impl VssService {
             // a protocol answer (500, retried) and the connection keeps serving.
             let answer =
                 AssertUnwindSafe(self.answer(operation, req, &mut request_bytes)).catch_unwind();
+            // The store answers first, with what really happened (see vss_core::deadline).
+            let answer = deadline::with_deadline(store_deadline(started, timeout), answer);
             let (result, outcome) = match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => {
                     let outcome = m::Outcome::of(&result);
@@ -461,6 +477,7 @@ impl VssService {
                 }
                 None => {
                     let answer = AssertUnwindSafe(endpoint.respond(&parts)).catch_unwind();
+                    let answer = deadline::with_deadline(store_deadline(started, timeout), answer);
                     match tokio::time::timeout(timeout, answer).await {
                         Ok(Ok(response)) => response,
                         Ok(Err(_panic)) => {

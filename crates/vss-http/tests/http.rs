@@ -693,3 +693,129 @@ async fn no_credential_can_name_a_reserved_user() {
     );
     server.stop().await;
 }
+
+/// Puts that never finish, counted while they run, with the deadline each saw.
+#[derive(Default)]
+struct GateStore {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    entered: tokio::sync::Notify,
+    deadlines: std::sync::Mutex<Vec<Option<std::time::Instant>>>,
+}
+
+/// Counts one running put until dropped. Dropping it takes a while, as a
+/// store's clean-up may: the request is not over before that is done.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(100));
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl KvStore for GateStore {
+    async fn get(&self, _: &UserToken, _: GetObjectRequest) -> Result<GetObjectResponse, VssError> {
+        std::future::pending().await
+    }
+    async fn put(&self, _: &UserToken, _: PutObjectRequest) -> Result<PutObjectResponse, VssError> {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _running = Running(Arc::clone(&self.running));
+        self.deadlines
+            .lock()
+            .unwrap()
+            .push(vss_core::deadline::current());
+        self.entered.notify_one();
+        std::future::pending().await
+    }
+    async fn delete(
+        &self,
+        _: &UserToken,
+        _: DeleteObjectRequest,
+    ) -> Result<DeleteObjectResponse, VssError> {
+        std::future::pending().await
+    }
+    async fn list_key_versions(
+        &self,
+        _: &UserToken,
+        _: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, VssError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_given_a_deadline_before_the_request_timeout() {
+    let store = Arc::new(GateStore::default());
+    let timeout = Duration::from_secs(10);
+    let server = TestServer::start(
+        store.clone(),
+        Arc::new(NoopAuthorizer::default()),
+        HttpConfig::default().with_request_timeout(timeout),
+    )
+    .await;
+    let sent = std::time::Instant::now();
+    let url = server.url("/vss/putObjects");
+    let put = tokio::spawn(async move { post_msg(&url, &put_req("s", "k", 0, b"v")).await });
+    store.entered.notified().await;
+    let deadline = store.deadlines.lock().unwrap()[0].expect("the store saw a deadline");
+    // A fifth of the timeout, at most 2 s, before it.
+    let expected = timeout - vss_http::STORE_DEADLINE_MAX_MARGIN;
+    let given = deadline.duration_since(sent);
+    assert!(
+        given >= expected && given < expected + Duration::from_secs(1),
+        "deadline {given:?} after sending, expected about {expected:?}"
+    );
+    put.abort();
+    server.stop().await;
+}
+
+/// hyper runs each HTTP/2 request in a task of its own, outside the
+/// connection's: when the grace runs out, serve must end those too before it
+/// returns, or they race the store's close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_http2_request_runs_after_serve_returns() {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::atomic::Ordering;
+
+    let store = Arc::new(GateStore::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = vss_http::ServeOptions {
+        shutdown_grace: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let service = vss_http::VssService::new(
+        store.clone(),
+        Arc::new(NoopAuthorizer::default()),
+        HttpConfig::default(),
+    );
+    let serving = tokio::spawn(vss_http::serve(listener, service, stopped, options));
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::post(format!("http://{addr}/vss/putObjects"))
+        .body(Full::new(Bytes::from(
+            put_req("s", "k", 0, b"v").encode_to_vec(),
+        )))
+        .unwrap();
+    tokio::spawn(sender.send_request(request));
+    store.entered.notified().await;
+    assert_eq!(store.running.load(Ordering::SeqCst), 1);
+
+    stop.send(()).unwrap();
+    let outcome = serving.await.unwrap();
+    assert_eq!(outcome.aborted, 1, "{outcome:?}");
+    assert_eq!(
+        store.running.load(Ordering::SeqCst),
+        0,
+        "an HTTP/2 request still runs after serve returned"
+    );
+}
