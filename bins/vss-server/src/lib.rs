@@ -61,6 +61,17 @@ pub enum ServerError {
          the data of every other"
     )]
     UnauthenticatedPublicBind(SocketAddr),
+    /// LNURL-auth on a non-loopback address without a public URL: its
+    /// callback would be `http://` + Host, so behind a TLS proxy the signed
+    /// answer and the issued token would travel in cleartext.
+    #[error(
+        "LNURL-auth is on and the server listens on {0}, which is not a loopback address, but \
+         lnurl_auth_config.public_url (VSS_LNURL_AUTH_PUBLIC_URL, --lnurl-auth-public-url) is \
+         not set: without it the callback given to wallets is http:// + the Host header, which \
+         behind a TLS proxy sends the signed login and the issued token in cleartext. Set it to \
+         the issuer's https:// URL as wallets reach it"
+    )]
+    LnurlWithoutPublicUrl(SocketAddr),
     /// The JWT key was refused.
     #[error("invalid JWT configuration: {0}")]
     Jwt(#[from] vss_auth::JwtConfigError),
@@ -398,7 +409,12 @@ type Auth = (Arc<dyn Authorizer>, Option<PendingIssuer>);
 /// on a non-loopback address unless explicitly allowed.
 fn authorizer(config: &Config) -> Result<Auth, ServerError> {
     match &config.auth {
-        AuthConfig::Methods(methods) => methods_authorizer(methods),
+        AuthConfig::Methods(methods) => {
+            if let Some(lnurl) = &methods.lnurl {
+                lnurl_reachable_safely(config, lnurl)?;
+            }
+            methods_authorizer(methods)
+        }
         AuthConfig::Unauthenticated => {
             let ip = config.bind_address.ip();
             if !ip.is_loopback() && !config.allow_unauthenticated {
@@ -412,6 +428,46 @@ fn authorizer(config: &Config) -> Result<Auth, ServerError> {
             Ok((Arc::new(NoopAuthorizer::default()), None))
         }
     }
+}
+
+/// The LNURL-auth callback must not lead wallets to cleartext off this
+/// machine: off loopback, the public URL is required; an `http://` one to
+/// another host is served but warned about.
+fn lnurl_reachable_safely(
+    config: &Config,
+    lnurl: &config::LnurlSettings,
+) -> Result<(), ServerError> {
+    match &lnurl.public_url {
+        None if !config.bind_address.ip().is_loopback() => {
+            Err(ServerError::LnurlWithoutPublicUrl(config.bind_address))
+        }
+        Some(url) if url.starts_with("http://") && !is_local_url(url) => {
+            tracing::warn!(
+                public_url = %url,
+                "lnurl_auth_config.public_url is http://: wallets send the signed login and \
+                 receive their token in cleartext; use https://"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether an `http(s)://` URL names this machine (`localhost` or a loopback address).
+fn is_local_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
@@ -446,6 +502,12 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
             Some(pem) => vss_auth::JwtKey::parse_public_pems(pem)?,
             None => Vec::new(),
         };
+        if settings.key_holder_subjects {
+            keys = keys
+                .into_iter()
+                .map(vss_auth::JwtKey::with_key_holder_subjects)
+                .collect();
+        }
         if let Some(issuer) = &issuer {
             keys.push(LnurlAuthIssuer::verification_key_of(
                 &issuer.private_key_pem,
@@ -457,6 +519,11 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
         }
         if let Some(iss) = &settings.issuer {
             jwt = jwt.with_issuer(iss)?;
+        }
+        // Users named by a public key (signature auth, LNURL-auth) are out of
+        // reach of other issuers' subjects.
+        if methods.sigs.is_some() || issuer.is_some() {
+            jwt = jwt.with_key_users_reserved();
         }
         multi = multi.with_jwt(jwt);
     }
@@ -470,4 +537,31 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
 /// Starts the configured server and serves until `shutdown` completes.
 pub async fn run<S: Future>(config: Config, shutdown: S) -> Result<ServeOutcome, ServerError> {
     Server::start(config).await?.serve(shutdown).await
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::is_local_url;
+
+    #[test]
+    fn local_urls_are_those_naming_this_machine() {
+        for url in [
+            "http://localhost/lnurl-auth",
+            "http://LOCALHOST:8080/x",
+            "http://127.0.0.1:3000/lnurl-auth",
+            "http://[::1]:80/",
+            "http://user@127.0.0.2/",
+        ] {
+            assert!(is_local_url(url), "{url}");
+        }
+        for url in [
+            "http://vss.example.com/lnurl-auth",
+            "http://10.0.0.1/",
+            "http://[2001:db8::1]:80/",
+            "http://localhost.example.com/",
+            "http://127.0.0.1.example.com/",
+        ] {
+            assert!(!is_local_url(url), "{url}");
+        }
+    }
 }

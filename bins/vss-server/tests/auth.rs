@@ -236,3 +236,115 @@ async fn one_server_serves_sigs_and_lnurl_clients_apart() {
     assert!(matches!(err, ClientError::AuthError(_)), "{err:?}");
     server.stop().await;
 }
+
+/// A bearer token for `sub` signed by the RSA test key.
+fn rsa_token(sub: &str) -> String {
+    const RSA_PRIVATE: &str =
+        include_str!("../../../crates/vss-auth/tests/fixtures/rs256-private.pem");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &serde_json::json!({ "sub": sub, "exp": exp }),
+        &key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_jwt_cannot_name_a_signer_unless_the_issuer_verifies_key_holders() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("jwt.pem");
+    std::fs::write(&key_file, RSA_PUBLIC).unwrap();
+    let signer_key = bitcoin::secp256k1::SecretKey::from_slice(&[8; 32]).unwrap();
+    let public = hex::encode(
+        signer_key
+            .public_key(&bitcoin::secp256k1::Secp256k1::new())
+            .serialize(),
+    );
+    for (vouching, extra) in [
+        (false, vec![]),
+        (true, vec!["--jwt-key-holder-subjects", "true"]),
+    ] {
+        let mut args = vec![
+            "--auth",
+            "jwt,sigs",
+            "--jwt-rsa-pem-file",
+            key_file.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let mut cfg = load(&args, &[]).unwrap();
+        cfg.bind_address = "127.0.0.1:0".parse().unwrap();
+        cfg.backend = BackendConfig::Memory;
+        let server = start(cfg).await;
+        let vss_url = format!("http://127.0.0.1:{}/vss", server.addr.port());
+        let signer = client(
+            &vss_url,
+            Arc::new(SigsAuthProvider::new(signer_key, HashMap::new())),
+        );
+        round_trip(&signer, b"signer").await;
+        let naming = client(
+            &vss_url,
+            Arc::new(FixedHeaders::new(HashMap::from([(
+                "Authorization".to_string(),
+                format!("Bearer {}", rsa_token(&public)),
+            )]))),
+        );
+        let got = naming
+            .get_object(&GetObjectRequest {
+                store_id: "s".into(),
+                key: "k".into(),
+            })
+            .await;
+        if vouching {
+            assert_eq!(got.unwrap().value.unwrap().value, b"signer");
+        } else {
+            assert!(matches!(got, Err(ClientError::AuthError(_))), "{got:?}");
+            // Any other subject is served as before.
+            let alice = client(
+                &vss_url,
+                Arc::new(FixedHeaders::new(HashMap::from([(
+                    "Authorization".to_string(),
+                    format!("Bearer {}", rsa_token("alice")),
+                )]))),
+            );
+            round_trip(&alice, b"alice").await;
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn lnurl_auth_off_loopback_needs_its_public_url() {
+    let load_lnurl = |extra: &[&str]| {
+        let mut args = vec!["--auth", "lnurl"];
+        args.extend_from_slice(extra);
+        let mut cfg = load(&args, &[("VSS_LNURL_AUTH_PRIVATE_KEY_PEM", ISSUER_KEY)]).unwrap();
+        cfg.backend = BackendConfig::Memory;
+        cfg
+    };
+    // Refused before anything is bound: the callback would be http:// + Host.
+    let mut cfg = load_lnurl(&[]);
+    cfg.bind_address = "0.0.0.0:0".parse().unwrap();
+    let err = vss_server::Server::start(cfg).await.err().unwrap();
+    assert!(
+        matches!(err, vss_server::ServerError::LnurlWithoutPublicUrl(_)),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("lnurl_auth_config.public_url")
+            && message.contains("VSS_LNURL_AUTH_PUBLIC_URL")
+            && message.contains("cleartext"),
+        "{message}"
+    );
+    // On loopback the Host-derived URL stays: a local wallet and server.
+    let mut cfg = load_lnurl(&[]);
+    cfg.bind_address = "127.0.0.1:0".parse().unwrap();
+    let server = start(cfg).await;
+    server.stop().await;
+}

@@ -180,6 +180,7 @@ fn every_flag_sets_its_setting() {
                 public_keys_pem: Some(PUBLIC_PEM.to_string()),
                 audience: Some("vss".into()),
                 issuer: None,
+                key_holder_subjects: false,
             }),
             sigs: None,
             lnurl: None,

@@ -1,6 +1,7 @@
-//! JWT bearer tokens: RS256 as the reference server checks them, plus ES256
-//! and EdDSA, several keys at once for rotation. Times are judged by a
-//! [`Clock`], so tests move time instead of minting tokens for the wall clock.
+//! JWT bearer tokens: RS256 as the reference server checks them, plus
+//! RS384/RS512/PS256/PS384/PS512 for RSA keys configured for them, ES256 and
+//! EdDSA, several keys at once for rotation. Times are judged by a [`Clock`],
+//! so tests move time instead of minting tokens for the wall clock.
 
 use std::sync::Arc;
 
@@ -44,25 +45,51 @@ pub enum JwtConfigError {
     /// No key was given.
     #[error("no JWT verification key was given")]
     NoKeys,
+    /// An algorithm the key cannot verify, or not known.
+    #[error("{0}")]
+    Algorithm(String),
 }
 
-/// One key that verifies tokens, bound to one algorithm by its type:
-/// RSA → RS256, EC P-256 → ES256, Ed25519 → EdDSA. The token's own `alg`
-/// never chooses anything: a token whose `alg` differs is refused.
+/// One key that verifies tokens, bound to the algorithms its configuration
+/// allows, all of its own type: RSA → RS256 (or any of RS256, RS384, RS512,
+/// PS256, PS384, PS512 when configured with [`JwtKey::with_algorithms`]), EC
+/// P-256 → ES256, Ed25519 → EdDSA. The token's own `alg` only picks among
+/// those: a token whose `alg` is not one of them is refused.
 #[derive(Clone)]
 pub struct JwtKey {
     kid: Option<String>,
-    algorithm: Algorithm,
+    algorithms: Vec<Algorithm>,
     key: DecodingKey,
+    key_holder_subjects: bool,
 }
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtKey")
             .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
+            .field("algorithms", &self.algorithms)
+            .field("key_holder_subjects", &self.key_holder_subjects)
             .finish_non_exhaustive()
     }
+}
+
+/// The algorithms of RSA keys.
+const RSA_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// Whether `sub` has the form of a secp256k1 public key as signature auth
+/// and LNURL-auth name their users: 33 bytes in hex (66 characters, either
+/// case), starting with `02` or `03`.
+pub(crate) fn is_public_key_form(sub: &str) -> bool {
+    sub.len() == 66
+        && (sub.starts_with("02") || sub.starts_with("03"))
+        && sub.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl JwtKey {
@@ -136,12 +163,15 @@ impl JwtKey {
         Ok((JwtKey::new(algorithm, key), signing))
     }
 
-    /// Every public key in `text`, which holds one or more PEM blocks. A line
-    /// `kid: NAME` just before a block names that key: a token whose header
-    /// carries that `kid` is checked with that key only.
+    /// Every public key in `text`, which holds one or more PEM blocks. Lines
+    /// just before a block describe that key: `kid: NAME` names it (a token
+    /// whose header carries that `kid` is checked with that key only), and
+    /// `alg: PS256, RS256` sets the algorithms it verifies (see
+    /// [`JwtKey::with_algorithms`]; default RS256 for RSA keys).
     pub fn parse_public_pems(text: &str) -> Result<Vec<JwtKey>, JwtConfigError> {
         let mut keys = Vec::new();
         let mut kid: Option<String> = None;
+        let mut algorithms: Option<Vec<Algorithm>> = None;
         let mut block: Option<String> = None;
         for line in text.lines() {
             let line = line.trim();
@@ -150,11 +180,14 @@ impl JwtKey {
                 current.push('\n');
                 if line.starts_with("-----END ") {
                     let pem = block.take().unwrap_or_default();
-                    let key = JwtKey::from_public_pem(&pem)?;
-                    keys.push(match kid.take() {
-                        Some(kid) => key.with_kid(kid),
-                        None => key,
-                    });
+                    let mut key = JwtKey::from_public_pem(&pem)?;
+                    if let Some(kid) = kid.take() {
+                        key = key.with_kid(kid);
+                    }
+                    if let Some(algorithms) = algorithms.take() {
+                        key = key.with_algorithms(&algorithms)?;
+                    }
+                    keys.push(key);
                 }
             } else if line.starts_with("-----BEGIN ") {
                 block = Some(format!("{line}\n"));
@@ -164,9 +197,12 @@ impl JwtKey {
                     return Err(JwtConfigError::InvalidKey("an empty `kid:` label".into()));
                 }
                 kid = Some(name.to_string());
+            } else if let Some(names) = line.strip_prefix("alg:") {
+                algorithms = Some(parse_algorithms(names)?);
             } else if !line.is_empty() && !line.starts_with('#') {
                 return Err(JwtConfigError::InvalidKey(
-                    "text outside PEM blocks must be `kid: NAME` or a `#` comment".into(),
+                    "text outside PEM blocks must be `kid: NAME`, `alg: NAMES` or a `#` comment"
+                        .into(),
                 ));
             }
         }
@@ -184,9 +220,58 @@ impl JwtKey {
     fn new(algorithm: Algorithm, key: DecodingKey) -> JwtKey {
         JwtKey {
             kid: None,
-            algorithm,
+            algorithms: vec![algorithm],
             key,
+            key_holder_subjects: false,
         }
+    }
+
+    /// Verifies tokens signed with any of `algorithms` (instead of the key's
+    /// default), which must all be of the key's type: for an RSA key any of
+    /// RS256, RS384, RS512, PS256, PS384, PS512; an EC P-256 key only ES256,
+    /// an Ed25519 key only EdDSA.
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> Result<JwtKey, JwtConfigError> {
+        let default = self.algorithm();
+        let family: &[Algorithm] = if RSA_ALGORITHMS.contains(&default) {
+            &RSA_ALGORITHMS
+        } else {
+            std::slice::from_ref(&self.algorithms[0])
+        };
+        if algorithms.is_empty() {
+            return Err(JwtConfigError::Algorithm(
+                "name at least one JWT algorithm".into(),
+            ));
+        }
+        if let Some(other) = algorithms.iter().find(|a| !family.contains(a)) {
+            return Err(JwtConfigError::Algorithm(format!(
+                "{} key cannot verify {other:?} tokens (it can: {})",
+                key_type(default),
+                family
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut chosen = algorithms.to_vec();
+        chosen.dedup();
+        self.algorithms = chosen;
+        Ok(self)
+    }
+
+    /// Marks this key's issuer as one that puts in `sub` only secp256k1
+    /// public keys whose holder it has verified (an LNURL-auth server, as
+    /// [`crate::LnurlAuthIssuer`]). Only such keys' tokens may name the users
+    /// of signature auth when [`JwtAuthorizer::with_key_users_reserved`] is on.
+    pub fn with_key_holder_subjects(mut self) -> JwtKey {
+        self.key_holder_subjects = true;
+        self
+    }
+
+    /// Whether this key's tokens may name users by public key (see
+    /// [`JwtKey::with_key_holder_subjects`]).
+    pub fn key_holder_subjects(&self) -> bool {
+        self.key_holder_subjects
     }
 
     /// Names this key: tokens with this `kid` are checked with it alone.
@@ -200,10 +285,40 @@ impl JwtKey {
         self.kid.as_deref()
     }
 
-    /// The only algorithm this key verifies.
+    /// The key's first algorithm: the one it signs with (for a private key)
+    /// and, unless configured otherwise, the only one it verifies.
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        self.algorithms[0]
     }
+
+    /// Every algorithm this key verifies.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+}
+
+fn key_type(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::ES256 | Algorithm::ES384 => "an EC",
+        Algorithm::EdDSA => "an Ed25519",
+        _ => "an RSA",
+    }
+}
+
+/// The algorithms of an `alg:` line: names separated by commas or spaces.
+fn parse_algorithms(names: &str) -> Result<Vec<Algorithm>, JwtConfigError> {
+    names
+        .split([',', ' '])
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            name.parse::<Algorithm>().map_err(|_| {
+                JwtConfigError::Algorithm(format!(
+                    "unknown JWT algorithm `{name}` (RSA keys: RS256, RS384, RS512, PS256, \
+                     PS384, PS512; EC P-256: ES256; Ed25519: EdDSA)"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn check_rsa_public_pem(pem: &str) -> Result<(), JwtConfigError> {
@@ -232,12 +347,19 @@ fn check_rsa_public_pem(pem: &str) -> Result<(), JwtConfigError> {
 /// and any algorithm other than the key's are refused. A token whose `kid`
 /// names a configured key is checked with that key only; any other token is
 /// tried against every key (rotation: old and new keys side by side).
+///
+/// With [`JwtAuthorizer::with_key_users_reserved`] (a server that also serves
+/// signature auth or LNURL-auth), a token whose `sub` has the form of a
+/// secp256k1 public key is refused unless a key marked
+/// [`JwtKey::with_key_holder_subjects`] verified it: an external issuer's
+/// subject can never name a user whose identity is a public key.
 #[derive(Clone)]
 pub struct JwtAuthorizer {
     keys: Vec<JwtKey>,
     audience: Option<String>,
     issuer: Option<String>,
     clock: Arc<dyn Clock>,
+    key_users_reserved: bool,
 }
 
 impl std::fmt::Debug for JwtAuthorizer {
@@ -246,6 +368,7 @@ impl std::fmt::Debug for JwtAuthorizer {
             .field("keys", &self.keys)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
+            .field("key_users_reserved", &self.key_users_reserved)
             .finish_non_exhaustive()
     }
 }
@@ -271,6 +394,7 @@ impl JwtAuthorizer {
             audience: None,
             issuer: None,
             clock: Arc::new(SystemClock),
+            key_users_reserved: false,
         })
     }
 
@@ -279,7 +403,7 @@ impl JwtAuthorizer {
     /// server's configuration.
     pub fn from_rsa_pem(pem: &str) -> Result<Self, JwtConfigError> {
         let key = JwtKey::from_public_pem(pem)?;
-        if key.algorithm != Algorithm::RS256 {
+        if key.algorithm() != Algorithm::RS256 {
             return Err(JwtConfigError::InvalidKey(
                 "not an RSA public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`)".into(),
             ));
@@ -316,6 +440,17 @@ impl JwtAuthorizer {
         Ok(self)
     }
 
+    /// Refuses tokens whose `sub` has the form of a secp256k1 public key (the
+    /// users of signature auth and LNURL-auth) unless the key that verified
+    /// them is marked [`JwtKey::with_key_holder_subjects`]. For servers that
+    /// serve those methods beside JWT: a public key is no secret (every
+    /// signature header carries one), so an external issuer that lets anyone
+    /// choose a `sub` could otherwise name that key's data.
+    pub fn with_key_users_reserved(mut self) -> Self {
+        self.key_users_reserved = true;
+        self
+    }
+
     /// Judges `exp` and `nbf` by `clock` instead of the system's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -327,8 +462,10 @@ impl JwtAuthorizer {
         &self.keys
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
+    fn validation(&self, key: &JwtKey) -> Validation {
+        let mut validation = Validation::new(key.algorithm());
+        // The token's `alg` must be one of the key's own.
+        validation.algorithms = key.algorithms.clone();
         // The times are judged by the clock in `verify`, not by the system's.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -367,8 +504,20 @@ impl JwtAuthorizer {
         };
         let mut last_error = None;
         for key in candidates {
-            match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
-                Ok(data) => return self.in_time(data.claims),
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key)) {
+                Ok(data) => {
+                    if self.key_users_reserved
+                        && !key.key_holder_subjects
+                        && is_public_key_form(&data.claims.sub)
+                    {
+                        return Err(VssError::Auth(
+                            "invalid token: its `sub` has the form of a secp256k1 public key, \
+                             which on this server only signature auth and LNURL-auth may name"
+                                .into(),
+                        ));
+                    }
+                    return self.in_time(data.claims);
+                }
                 Err(e) => last_error = Some(e),
             }
         }

@@ -279,7 +279,8 @@ impl LnurlAuthIssuer {
     /// known before the issuer exists (the JWT authorizer is built first).
     pub fn verification_key_of(private_pem: &str) -> Result<JwtKey, JwtConfigError> {
         let (public, _) = JwtKey::from_private_pem(private_pem)?;
-        Ok(public.with_kid(LNURL_AUTH_KID))
+        // Its tokens name the linking key whose holder signed the challenge.
+        Ok(public.with_kid(LNURL_AUTH_KID).with_key_holder_subjects())
     }
 
     /// Reads the time from `clock` instead of the system's.

@@ -46,7 +46,11 @@ impl HeaderForm {
 
 /// JWT and signature auth side by side: a `Bearer` header goes to the JWT
 /// authorizer, a signature header to the signature authorizer; a header of a
-/// method that is not enabled, or of no known form, is refused (401).
+/// method that is not enabled, or of no known form, is refused (401). With
+/// both on, identities cannot cross methods: a JWT whose `sub` has the form of
+/// a secp256k1 public key is refused unless the key that verified it is
+/// marked [`crate::JwtKey::with_key_holder_subjects`] (as the LNURL-auth
+/// issuer's is).
 #[derive(Debug, Clone, Default)]
 pub struct MultiAuthorizer {
     jwt: Option<JwtAuthorizer>,
@@ -59,16 +63,27 @@ impl MultiAuthorizer {
         Self::default()
     }
 
-    /// Accepts JWT bearer tokens.
+    /// Accepts JWT bearer tokens. Beside signature auth, tokens whose `sub`
+    /// has the form of a public key are refused unless their key vouches for
+    /// key holders (see [`JwtAuthorizer::with_key_users_reserved`]).
     pub fn with_jwt(mut self, jwt: JwtAuthorizer) -> Self {
         self.jwt = Some(jwt);
+        self.reserve_key_users();
         self
     }
 
     /// Accepts signature headers.
     pub fn with_sigs(mut self, sigs: SigsAuthorizer) -> Self {
         self.sigs = Some(sigs);
+        self.reserve_key_users();
         self
+    }
+
+    /// With both methods on, a JWT's `sub` cannot name a signer's user.
+    fn reserve_key_users(&mut self) {
+        if self.sigs.is_some() {
+            self.jwt = self.jwt.take().map(JwtAuthorizer::with_key_users_reserved);
+        }
     }
 
     /// Names of the enabled methods, for logs.

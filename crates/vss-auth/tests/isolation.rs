@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::*;
 use prost::Message;
 use serde_json::json;
-use vss_auth::JwtAuthorizer;
+use vss_auth::{JwtAuthorizer, JwtKey};
 use vss_auth::{MultiAuthorizer, SigsAuthorizer};
 use vss_core::proto::{
     DeleteObjectRequest, ErrorCode, GetObjectRequest, GetObjectResponse, KeyValue,
@@ -222,9 +222,9 @@ async fn two_signing_keys_are_isolated() {
 }
 
 #[tokio::test]
-async fn a_jwt_subject_equal_to_a_pubkey_is_that_signer() {
-    // Both methods map to one user namespace: a JWT whose sub is a signer's
-    // public key hex is that user (the operator's issuer vouches for it).
+async fn a_jwt_subject_cannot_name_a_signer_unless_its_issuer_verifies_key_holders() {
+    // A public key is no secret: every signature header carries one. A JWT
+    // from an issuer that lets anyone pick a `sub` must not reach its data.
     let server = TestServer::start(server_auth(), None).await;
     let key = secret(6);
     let signer = sigs_header(&key, now());
@@ -239,15 +239,150 @@ async fn a_jwt_subject_equal_to_a_pubkey_is_that_signer() {
         .status,
         200
     );
+    let jwt_naming = |sub: String| {
+        format!(
+            "Bearer {}",
+            mint(RS256_PRIVATE, json!({ "sub": sub, "exp": now() + 3600 }))
+        )
+    };
+    for sub in [pubkey_hex(&key), pubkey_hex(&key).to_uppercase()] {
+        let answer = call(
+            &server,
+            "getObject",
+            Some(&jwt_naming(sub)),
+            &GetObjectRequest {
+                store_id: "shared".into(),
+                key: "k".into(),
+            },
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.error_code(), ErrorCode::AuthException);
+    }
+    // Other subjects are unaffected.
+    assert_eq!(
+        get_value(&server, &jwt_naming("alice".into()), "k").await,
+        None
+    );
+
+    // An issuer that verifies key holders (an LNURL-auth server) may name them.
+    let vouching = Arc::new(
+        MultiAuthorizer::new()
+            .with_jwt(
+                JwtAuthorizer::new(vec![JwtKey::from_public_pem(RS256_PUBLIC)
+                    .unwrap()
+                    .with_key_holder_subjects()])
+                .unwrap(),
+            )
+            .with_sigs(SigsAuthorizer::default()),
+    );
+    let server = TestServer::start(vouching, None).await;
+    call(
+        &server,
+        "putObjects",
+        Some(&signer),
+        &put(&[("k", 0, b"v")]),
+    )
+    .await;
+    assert_eq!(
+        get_value(&server, &jwt_naming(pubkey_hex(&key)), "k").await,
+        Some((1, Bytes::from_static(b"v")))
+    );
+}
+
+#[tokio::test]
+async fn jwt_alone_keeps_the_reference_identities() {
+    // One method: any `sub` is a user, as on the reference server, so data
+    // imported from it stays reachable.
+    let server = TestServer::start(
+        Arc::new(
+            MultiAuthorizer::new().with_jwt(JwtAuthorizer::from_public_pems(RS256_PUBLIC).unwrap()),
+        ),
+        None,
+    )
+    .await;
+    let sub = pubkey_hex(&secret(7));
     let jwt = format!(
+        "Bearer {}",
+        mint(RS256_PRIVATE, json!({ "sub": sub, "exp": now() + 3600 }))
+    );
+    assert_eq!(
+        call(&server, "putObjects", Some(&jwt), &put(&[("k", 0, b"v")]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_value(&server, &jwt, "k").await,
+        Some((1, Bytes::from_static(b"v")))
+    );
+}
+
+#[tokio::test]
+async fn an_lnurl_login_and_a_signature_of_one_key_are_one_user() {
+    // The issuer only names a linking key whose holder signed the challenge,
+    // and signature auth only one whose holder signed the header: the same
+    // holder, so one user, while an external JWT naming that key is refused.
+    let issuer = Arc::new(
+        vss_auth::LnurlAuthIssuer::new(
+            ISSUER_PRIVATE,
+            vss_auth::LnurlAuthConfig::default(),
+            vss_auth::SpentChallenges::new(Arc::new(vss_core::MemoryStore::new())).unwrap(),
+        )
+        .unwrap(),
+    );
+    let auth = MultiAuthorizer::new()
+        .with_jwt(
+            JwtAuthorizer::from_public_pems(RS256_PUBLIC)
+                .unwrap()
+                .with_key(issuer.verification_key()),
+        )
+        .with_sigs(SigsAuthorizer::default());
+    let server = TestServer::start(Arc::new(auth), Some(issuer)).await;
+    let key = secret(9);
+    let url = get(&server.url("/lnurl-auth")).await.text();
+    let path_and_query = url.split_once("/lnurl-auth").unwrap().1;
+    let login = get(&server.url(&format!(
+        "/lnurl-auth{path_and_query}&sig={}&key={}",
+        sign_k1(&key, &k1_of(&url)),
+        pubkey_hex(&key)
+    )))
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = format!("Bearer {}", login.json()["token"].as_str().unwrap());
+
+    let signer = sigs_header(&key, now());
+    assert_eq!(
+        call(
+            &server,
+            "putObjects",
+            Some(&signer),
+            &put(&[("k", 0, b"v")])
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get_value(&server, &token, "k").await,
+        Some((1, Bytes::from_static(b"v")))
+    );
+    let external = format!(
         "Bearer {}",
         mint(
             RS256_PRIVATE,
             json!({ "sub": pubkey_hex(&key), "exp": now() + 3600 })
         )
     );
-    assert_eq!(
-        get_value(&server, &jwt, "k").await,
-        Some((1, Bytes::from_static(b"v")))
-    );
+    let refused = call(
+        &server,
+        "getObject",
+        Some(&external),
+        &GetObjectRequest {
+            store_id: "shared".into(),
+            key: "k".into(),
+        },
+    )
+    .await;
+    assert_eq!(refused.status, 401);
 }

@@ -20,7 +20,12 @@ const P384_PUBLIC: &str = include_str!("fixtures/jwt/p384-public.pem");
 
 fn mint(alg: Algorithm, kid: Option<&str>, private_pem: &str, claims: serde_json::Value) -> String {
     let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
         Algorithm::ES256 => EncodingKey::from_ec_pem(private_pem.as_bytes()),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes()),
         other => panic!("{other:?}"),
@@ -193,4 +198,87 @@ fn a_private_key_gives_its_public_half() {
         assert!(auth_other.verify(&token).is_err());
     }
     assert!(JwtKey::from_private_pem(PUBLIC_PEM).is_err());
+}
+
+#[tokio::test]
+async fn an_rsa_key_verifies_the_algorithms_its_configuration_names() {
+    let rsa_family = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+    // By default RS256 only, as the reference server.
+    let default = JwtAuthorizer::from_public_pems(PUBLIC_PEM).unwrap();
+    for alg in rsa_family {
+        let token = mint(alg, None, PRIVATE_PEM, claims("u"));
+        let result = check(&default, &token).await;
+        assert_eq!(
+            result.is_ok(),
+            alg == Algorithm::RS256,
+            "{alg:?}: {result:?}"
+        );
+    }
+    // `alg:` lists what the key verifies; nothing else passes.
+    let pss = JwtAuthorizer::from_public_pems(&format!("alg: PS256, RS512\n{PUBLIC_PEM}")).unwrap();
+    assert_eq!(
+        pss.keys()[0].algorithms(),
+        [Algorithm::PS256, Algorithm::RS512]
+    );
+    for alg in rsa_family {
+        let token = mint(alg, None, PRIVATE_PEM, claims("u"));
+        let result = check(&pss, &token).await;
+        let accepted = matches!(alg, Algorithm::PS256 | Algorithm::RS512);
+        assert_eq!(result.is_ok(), accepted, "{alg:?}: {result:?}");
+        if accepted {
+            assert_eq!(result.unwrap(), "u");
+        }
+    }
+    // Every RSA algorithm can be asked for.
+    let all = JwtAuthorizer::from_public_pems(&format!(
+        "alg: RS256 RS384 RS512 PS256 PS384 PS512\n{PUBLIC_PEM}"
+    ))
+    .unwrap();
+    for alg in rsa_family {
+        let token = mint(alg, None, PRIVATE_PEM, claims("u"));
+        assert_eq!(check(&all, &token).await.unwrap(), "u", "{alg:?}");
+    }
+}
+
+#[test]
+fn a_key_cannot_be_given_another_key_types_algorithm() {
+    for (text, needle) in [
+        (format!("alg: ES256\n{PUBLIC_PEM}"), "cannot verify ES256"),
+        (format!("alg: HS256\n{PUBLIC_PEM}"), "cannot verify HS256"),
+        (format!("alg: PS256\n{ES256_PUBLIC}"), "cannot verify PS256"),
+        (
+            format!("alg: RS256\n{ED25519_PUBLIC}"),
+            "cannot verify RS256",
+        ),
+        (
+            format!("alg: XS999\n{PUBLIC_PEM}"),
+            "unknown JWT algorithm `XS999`",
+        ),
+        (format!("alg:\n{PUBLIC_PEM}"), "at least one"),
+    ] {
+        let err = JwtKey::parse_public_pems(&text).unwrap_err();
+        assert!(err.to_string().contains(needle), "{text}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_cannot_pick_an_algorithm_of_another_key_type() {
+    // An RSA key allowed PS256 and an EC key side by side: an ES256 token
+    // signed by neither is refused, a PS256 token by the RSA key accepted.
+    let keys = format!("alg: PS256\n{PUBLIC_PEM}\n{ES256_PUBLIC}");
+    let auth = JwtAuthorizer::from_public_pems(&keys).unwrap();
+    let pss = mint(Algorithm::PS256, None, PRIVATE_PEM, claims("rsa"));
+    assert_eq!(check(&auth, &pss).await.unwrap(), "rsa");
+    let es = mint(Algorithm::ES256, None, ES256_PRIVATE, claims("ec"));
+    assert_eq!(check(&auth, &es).await.unwrap(), "ec");
+    // An RS256 token is refused now: the RSA key was configured for PS256 only.
+    let rs = mint(Algorithm::RS256, None, PRIVATE_PEM, claims("rsa"));
+    assert!(check(&auth, &rs).await.is_err());
 }

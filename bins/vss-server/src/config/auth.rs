@@ -35,6 +35,11 @@ pub struct AuthSettings {
           value_name = "ISSUER", value_parser = parse::non_empty)]
     pub jwt_issuer: Option<String>,
 
+    /// The JWT issuer verifies the holder of the secp256k1 key each `sub` names (an LNURL-auth server), so its tokens may name users of signature auth
+    #[arg(id = "jwt_auth_config.key_holder_subjects", long = "jwt-key-holder-subjects",
+          env = "VSS_JWT_KEY_HOLDER_SUBJECTS", value_name = "BOOL", value_parser = parse::boolean)]
+    pub jwt_key_holder_subjects: Option<bool>,
+
     /// Seconds a signature header's time may be from the server's clock
     #[arg(id = "sigs_auth_config.max_clock_skew_secs", long = "sigs-max-clock-skew-secs",
           env = "VSS_SIGS_MAX_CLOCK_SKEW_SECS", value_name = "SECS",
@@ -208,6 +213,9 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// The required `iss`, if any.
     pub issuer: Option<String>,
+    /// Whether the keys' issuer verifies the holder of the public key each
+    /// `sub` names, so that its tokens may name signature-auth users.
+    pub key_holder_subjects: bool,
 }
 
 /// Signature auth.
@@ -311,6 +319,7 @@ pub(super) fn load(
             lnurl_file,
             origins.setting("jwt_auth_config.audience"),
             origins.setting("jwt_auth_config.issuer"),
+            origins.setting("jwt_auth_config.key_holder_subjects"),
         ];
         if let Some(setting) = origins.set_among(&stray).first() {
             return Err(ConfigError::Conflict(format!(
@@ -329,7 +338,12 @@ pub(super) fn load(
             rsa_pem_file.names()
         )));
     }
-    if !methods.jwt && !methods.lnurl && (keys.is_some() || audience.is_some() || issuer.is_some())
+    if !methods.jwt
+        && !methods.lnurl
+        && (keys.is_some()
+            || audience.is_some()
+            || issuer.is_some()
+            || s.jwt_key_holder_subjects.is_some())
     {
         return Err(ConfigError::Conflict(format!(
             "JWT settings are set but {} includes neither jwt nor lnurl",
@@ -365,6 +379,7 @@ pub(super) fn load(
             public_keys_pem: keys,
             audience,
             issuer,
+            key_holder_subjects: s.jwt_key_holder_subjects.unwrap_or(false),
         }),
         sigs: methods.sigs.then_some(SigsSettings {
             max_clock_skew: Duration::from_secs(s.sigs_max_clock_skew_secs),
