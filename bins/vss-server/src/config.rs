@@ -184,6 +184,25 @@ pub struct ServerSettings {
           require_equals = true, default_missing_value = "true", default_value = "false",
           action = clap::ArgAction::Set, value_parser = parse::boolean)]
     pub allow_unauthenticated: bool,
+
+    /// PEM file with the TLS certificate chain (leaf first) to serve HTTPS with; reloaded on SIGHUP
+    #[arg(id = "server_config.tls_cert_file", long = "tls-cert-file", env = "VSS_TLS_CERT_FILE",
+          value_name = "FILE", value_parser = parse::existing_file)]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM file with the TLS private key; reloaded on SIGHUP
+    #[arg(id = "server_config.tls_key_file", long = "tls-key-file", env = "VSS_TLS_KEY_FILE",
+          value_name = "FILE", value_parser = parse::existing_file)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// The listener's own TLS: a certificate chain and its key, in PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The private key.
+    pub key_file: PathBuf,
 }
 
 /// `[log_config]`.
@@ -330,6 +349,8 @@ pub struct Config {
     /// What the configuration decided and why (the backend, the authentication
     /// methods), logged at startup.
     pub decisions: Vec<String>,
+    /// HTTPS on the main listener, when set.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -352,6 +373,7 @@ impl Default for Config {
             log_file: None,
             log_format: LogFormat::Text,
             decisions: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -401,6 +423,24 @@ impl Config {
             .max_connections
             .unwrap_or_else(vss_http::default_max_connections);
         let (auth, auth_why) = auth::load(cli.auth, &origins, configured)?;
+        let tls = match (server.tls_cert_file, server.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            _ => {
+                let (cert, key) = (
+                    origins.setting("server_config.tls_cert_file"),
+                    origins.setting("server_config.tls_key_file"),
+                );
+                return Err(ConfigError::Conflict(format!(
+                    "TLS needs both {} and {}: only one is set",
+                    cert.names(),
+                    key.names()
+                )));
+            }
+        };
         Ok(Config {
             bind_address: server.bind_address,
             http,
@@ -429,6 +469,7 @@ impl Config {
                 format!("backend {backend_name}: {}", choice.why),
                 format!("authentication: {auth_why}"),
             ],
+            tls,
         })
     }
 

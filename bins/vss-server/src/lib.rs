@@ -43,7 +43,7 @@ use vss_auth::{
 use vss_core::metered::Metered;
 use vss_core::KvStore;
 use vss_core::Quotas;
-use vss_http::{Authorizer, NoopAuthorizer, ServeOptions, ServeOutcome, VssService};
+use vss_http::{Authorizer, NoopAuthorizer, ServeOptions, ServeOutcome, TlsConfig, VssService};
 
 pub use backend::BackendConfig;
 pub use config::{AuthConfig, AuthMethods, Cli, Config, ConfigError};
@@ -72,6 +72,15 @@ pub enum ServerError {
          the issuer's https:// URL as wallets reach it"
     )]
     LnurlWithoutPublicUrl(SocketAddr),
+    /// The TLS certificate or key could not be used.
+    #[error(
+        "TLS (server_config.tls_cert_file / VSS_TLS_CERT_FILE, server_config.tls_key_file / \
+         VSS_TLS_KEY_FILE): {0}"
+    )]
+    Tls(#[from] vss_http::TlsError),
+    /// A signal handler could not be installed.
+    #[error("cannot listen for SIGHUP (TLS reloads): {0}")]
+    Signal(std::io::Error),
     /// The JWT key was refused.
     #[error("invalid JWT configuration: {0}")]
     Jwt(#[from] vss_auth::JwtConfigError),
@@ -114,6 +123,8 @@ pub struct Server {
     options: ServeOptions,
     /// The LNURL-auth issuer, whose spent challenges are swept while serving.
     lnurl: Option<Arc<LnurlAuthIssuer>>,
+    /// HTTPS on the main listener.
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for Server {
@@ -128,6 +139,7 @@ impl Server {
     /// Checks the configuration, opens the configured backend and binds the address.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let auth = authorizer(&config)?;
+        let tls = tls_config(&config)?;
         for decision in &config.decisions {
             tracing::info!("{decision}");
         }
@@ -138,7 +150,7 @@ impl Server {
                 "this backend is not persistent: all data is lost when the server stops"
             );
         }
-        Self::listen(config, store, auth).await
+        Self::listen(config, store, auth, tls).await
     }
 
     /// Like [`Server::start`], on a store the caller opened (the configured
@@ -149,13 +161,15 @@ impl Server {
         store: Arc<dyn KvStore>,
     ) -> Result<Server, ServerError> {
         let auth = authorizer(&config)?;
-        Self::listen(config, store, auth).await
+        let tls = tls_config(&config)?;
+        Self::listen(config, store, auth, tls).await
     }
 
     async fn listen(
         config: Config,
         store: Arc<dyn KvStore>,
         (authorizer, issuer): Auth,
+        tls: Option<TlsConfig>,
     ) -> Result<Server, ServerError> {
         let limited = match Quotas::new(Arc::clone(&store), config.quotas.clone()) {
             Ok(limited) => limited,
@@ -249,6 +263,7 @@ impl Server {
             store,
             options,
             lnurl,
+            tls,
         })
     }
 
@@ -265,24 +280,41 @@ impl Server {
             .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
-    /// The base URL clients use, e.g. `http://127.0.0.1:8080/vss`.
+    /// The base URL clients use, e.g. `http://127.0.0.1:8080/vss`
+    /// (`https://` with TLS on).
     pub fn url(&self) -> String {
         format!(
-            "http://{}{}",
+            "{}://{}{}",
+            if self.tls.is_some() { "https" } else { "http" },
             self.local_addr,
             self.service.config().base_path()
         )
+    }
+
+    /// The listener's TLS, when on: [`TlsConfig::reload`] reads the
+    /// certificate files again (the server does so itself on SIGHUP).
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight
     /// requests finish (bounded by the configured grace), and closes the store.
     pub async fn serve<S: Future>(self, shutdown: S) -> Result<ServeOutcome, ServerError> {
         tracing::info!(url = %self.url(), "serving");
+        let reloader = match self.tls.as_ref().map(|tls| reload_on_sighup(tls.clone())) {
+            Some(Ok(reload)) => Some(tokio::spawn(reload)),
+            Some(Err(err)) => {
+                close_store(&self.store).await.ok();
+                return Err(err);
+            }
+            None => None,
+        };
         let sweeper = self
             .lnurl
             .map(|issuer| tokio::spawn(sweep_spent_challenges(issuer)));
+        let tls = self.tls;
         let outcome = match self.operations {
-            None => vss_http::serve(self.listener, self.service, shutdown, self.options).await,
+            None => serve_main(self.listener, self.service, shutdown, self.options, tls).await,
             Some((ops_listener, ops_service)) => {
                 if let Ok(address) = ops_listener.local_addr() {
                     tracing::info!(%address, "serving /metrics and the probes");
@@ -292,11 +324,12 @@ impl Server {
                 let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
                     let _ = receiver.wait_for(|stop| *stop).await;
                 };
-                let main = vss_http::serve(
+                let main = serve_main(
                     self.listener,
                     self.service,
                     stopped(receiver.clone()),
                     self.options.clone(),
+                    tls,
                 );
                 let ops =
                     vss_http::serve(ops_listener, ops_service, stopped(receiver), self.options);
@@ -311,6 +344,10 @@ impl Server {
         if let Some(sweeper) = sweeper {
             sweeper.abort();
             let _ = sweeper.await;
+        }
+        if let Some(reloader) = reloader {
+            reloader.abort();
+            let _ = reloader.await;
         }
         close_store(&self.store).await?;
         tracing::info!(
@@ -393,6 +430,58 @@ async fn sweep_spent_challenges(issuer: Arc<LnurlAuthIssuer>) {
             }
         }
     }
+}
+
+/// Serves the main listener, over TLS when it is on.
+async fn serve_main<S: Future>(
+    listener: TcpListener,
+    service: VssService,
+    shutdown: S,
+    options: ServeOptions,
+    tls: Option<TlsConfig>,
+) -> ServeOutcome {
+    match tls {
+        Some(tls) => vss_http::serve_tls(listener, service, shutdown, options, tls).await,
+        None => vss_http::serve(listener, service, shutdown, options).await,
+    }
+}
+
+/// The listener's TLS, read now so that a bad file stops startup before
+/// the store is opened.
+fn tls_config(config: &Config) -> Result<Option<TlsConfig>, ServerError> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = TlsConfig::from_files(&files.cert_file, &files.key_file)?;
+    tracing::info!(
+        cert_file = %files.cert_file.display(),
+        key_file = %files.key_file.display(),
+        "TLS on: HTTPS with HTTP/2 and HTTP/1.1 (ALPN); SIGHUP reloads the files"
+    );
+    Ok(Some(tls))
+}
+
+/// Reloads the certificate and key on every SIGHUP. A reload that fails
+/// keeps the pair being served, and says why.
+fn reload_on_sighup(
+    tls: TlsConfig,
+) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
+    Ok(async move {
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    cert_file = %tls.cert_file().display(),
+                    "TLS certificate reloaded"
+                ),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "TLS certificate reload failed; still serving the previous certificate"
+                ),
+            }
+        }
+    })
 }
 
 /// The LNURL-auth issuer to build once the store is open.

@@ -231,3 +231,166 @@ async fn a_log_file_that_cannot_be_opened_stops_startup_naming_it() {
     );
     assert!(!stdout.contains("listening"), "{stdout}");
 }
+
+/// A self-signed certificate for `localhost` as PEM files `NAME.crt` and `NAME.key` in `dir`.
+fn certificate(dir: &std::path::Path, name: &str) -> rustls::pki_types::CertificateDer<'static> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), made.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        made.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    made.cert.der().clone()
+}
+
+/// An HTTP/1.1 client over TLS to `addr`, trusting only `trusted`.
+async fn https_client(
+    addr: std::net::SocketAddr,
+    trusted: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>, std::io::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn ready(
+    client: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+) -> u16 {
+    let request = hyper::Request::get("https://localhost/ready")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    client
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_served_and_sighup_reloads_the_certificate_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("live.crt"), dir.path().join("live.key"));
+    let first = certificate(dir.path(), "first");
+    std::fs::copy(dir.path().join("first.crt"), &crt).unwrap();
+    std::fs::copy(dir.path().join("first.key"), &key).unwrap();
+    let server = start(
+        dir.path(),
+        &[
+            "--bind-address",
+            "127.0.0.1:0",
+            "--auth",
+            "none",
+            "--backend",
+            "memory",
+        ],
+        &[
+            ("VSS_TLS_CERT_FILE", crt.to_str().unwrap()),
+            ("VSS_TLS_KEY_FILE", key.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let addr = server.addr();
+    let mut open = https_client(addr, &first).await.unwrap();
+    assert_eq!(ready(&mut open).await, 200);
+
+    let second = certificate(dir.path(), "second");
+    std::fs::copy(dir.path().join("second.crt"), &crt).unwrap();
+    std::fs::copy(dir.path().join("second.key"), &key).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The reload is asynchronous: wait until a new connection gets the new certificate.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut fresh = loop {
+        if let Ok(client) = https_client(addr, &second).await {
+            break client;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "SIGHUP did not reload the certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready(&mut fresh).await, 200);
+    assert!(
+        https_client(addr, &first).await.is_err(),
+        "the old certificate is still served"
+    );
+    // The connection from before the reload is still served.
+    assert_eq!(ready(&mut open).await, 200);
+
+    let (code, stderr) = server.signal("TERM").await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("TLS certificate reloaded"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_tls_file_that_cannot_be_used_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    certificate(dir.path(), "a");
+    let (crt, key) = (dir.path().join("a.crt"), dir.path().join("a.key"));
+    // Only one of the two.
+    let (code, _, stderr) = run_to_end(
+        SERVER,
+        &["--bind-address", "127.0.0.1:0", "--auth", "none"],
+        &[("VSS_TLS_CERT_FILE", crt.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("VSS_TLS_CERT_FILE") && stderr.contains("VSS_TLS_KEY_FILE"),
+        "{stderr}"
+    );
+    // The key where the certificate belongs.
+    let (code, _, stderr) = run_to_end(
+        SERVER,
+        &[
+            "--bind-address",
+            "127.0.0.1:0",
+            "--auth",
+            "none",
+            "--backend",
+            "memory",
+        ],
+        &[
+            ("VSS_TLS_CERT_FILE", key.to_str().unwrap()),
+            ("VSS_TLS_KEY_FILE", key.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("VSS_TLS_CERT_FILE")
+            && stderr.contains("a.key")
+            && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+}

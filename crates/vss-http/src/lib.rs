@@ -60,6 +60,7 @@ pub mod measure;
 mod response;
 mod serve;
 mod service;
+mod tls;
 
 pub use auth::{bearer_token, Authorizer, NoopAuthorizer};
 pub use body::{read_body, BodyError};
@@ -68,11 +69,13 @@ pub use endpoint::Endpoint;
 pub use limit::{ClientAddr, Rate, RateLimits};
 pub use response::{error_response, protobuf_response, HttpError};
 pub use serve::{
-    default_max_connections, default_max_connections_per_ip, serve, ServeOptions, ServeOutcome,
+    default_max_connections, default_max_connections_per_ip, serve, serve_tls, ServeOptions,
+    ServeOutcome,
 };
 pub use service::{
     request_id, store_deadline, HttpConfig, VssService, DEFAULT_BASE_PATH, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_REQUEST_TIMEOUT, LIVENESS_PATHS, MAX_REQUEST_ID_LEN, READINESS_CACHE, READINESS_PATHS,
     READINESS_TIMEOUT, REQUEST_ID_HEADER, STORE_DEADLINE_MAX_MARGIN,
 };
+pub use tls::{TlsConfig, TlsError};
 pub use vss_core::protocol::{Operation, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::limit::ClientAddr;
 use crate::measure;
-use crate::VssService;
+use crate::{TlsConfig, VssService};
 
 /// How connections are served, what limits them, and how a shutdown ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +240,37 @@ pub async fn serve<S>(
 where
     S: Future,
 {
+    serve_inner(listener, service, shutdown, options, None).await
+}
+
+/// As [`serve`], over TLS: every connection's first bytes start a TLS
+/// handshake (bounded by [`ServeOptions::first_bytes_timeout`]); ALPN picks
+/// HTTP/2 or HTTP/1.1. A failed handshake closes that connection only.
+/// [`TlsConfig::reload`] changes the certificate for later handshakes
+/// without touching open connections.
+pub async fn serve_tls<S>(
+    listener: TcpListener,
+    service: VssService,
+    shutdown: S,
+    options: ServeOptions,
+    tls: TlsConfig,
+) -> ServeOutcome
+where
+    S: Future,
+{
+    serve_inner(listener, service, shutdown, options, Some(tls)).await
+}
+
+async fn serve_inner<S>(
+    listener: TcpListener,
+    service: VssService,
+    shutdown: S,
+    options: ServeOptions,
+    tls: Option<TlsConfig>,
+) -> ServeOutcome
+where
+    S: Future,
+{
     let streams = StreamTasks::default();
     let mut builder = auto::Builder::new(streams.clone());
     builder
@@ -294,6 +325,7 @@ where
                         builder.clone(),
                         options.clone(),
                         connections_stop.clone(),
+                        tls.clone(),
                     ));
                 }
                 Err(err) => {
@@ -361,6 +393,7 @@ async fn serve_connection(
     builder: auto::Builder<StreamTasks>,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
+    tls: Option<TlsConfig>,
 ) {
     let _open = measure::ConnectionOpen::start();
     let _admitted = admitted;
@@ -386,9 +419,46 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(error = %err, "could not set TCP_NODELAY");
     }
+    let peer = stream.peer_addr().ok();
+    match tls {
+        None => drive(stream, peer, service, builder, options, stop).await,
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(stream);
+            let done = tokio::select! {
+                done = tokio::time::timeout(options.first_bytes_timeout, handshake) => done,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match done {
+                Ok(Ok(stream)) => drive(stream, peer, service, builder, options, stop).await,
+                Ok(Err(err)) => {
+                    measure::connection_closed("tls_handshake");
+                    tracing::debug!(error = %err, "connection closed: TLS handshake failed");
+                }
+                Err(_) => {
+                    measure::connection_closed("tls_handshake");
+                    tracing::debug!(
+                        "connection closed: TLS handshake not done within the first-bytes timeout"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Serves HTTP on one connection (plain or TLS) until it ends, is idle too
+/// long, or the server shuts down.
+async fn drive<I>(
+    io: I,
+    peer: Option<std::net::SocketAddr>,
+    service: VssService,
+    builder: auto::Builder<StreamTasks>,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let opened = Instant::now();
     let activity = Arc::new(Activity::default());
-    let peer = stream.peer_addr().ok();
     let hyper_service = {
         let activity = Arc::clone(&activity);
         service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -406,7 +476,7 @@ async fn serve_connection(
         })
     };
     let connection = builder
-        .serve_connection(TokioIo::new(stream), hyper_service)
+        .serve_connection(TokioIo::new(io), hyper_service)
         .into_owned();
     tokio::pin!(connection);
     let mut idle_check =

@@ -98,7 +98,7 @@ impl Started {
 
     /// The address it listens on.
     pub fn addr(&self) -> std::net::SocketAddr {
-        let rest = self.url.strip_prefix("http://").unwrap();
+        let rest = self.url.split_once("://").unwrap().1;
         rest.split('/').next().unwrap().parse().unwrap()
     }
 
