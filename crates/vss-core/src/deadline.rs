@@ -9,7 +9,7 @@
 //! own before it:
 //!
 //! - a write that has not started by the deadline is not started (its answer
-//!   is [`VssError::Internal`], and nothing was written);
+//!   is [`VssError::Internal`](crate::VssError::Internal), and nothing was written);
 //! - a write already sent to the database is stopped if the database can stop
 //!   it (PostgreSQL: a cancel request), and the store then waits for the
 //!   database's real outcome and answers it: success if it committed, an
