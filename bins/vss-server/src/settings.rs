@@ -506,13 +506,49 @@ fn read_file(path: &Path, settings: &[Setting]) -> Result<toml::Table, ConfigErr
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        .map_err(|e: toml::de::Error| file_error(toml_error(&text, &e, settings)))?;
     let known: BTreeSet<&str> = settings.iter().map(|s| s.file_key).collect();
     check_keys(&table, "", &known).map_err(|key| ConfigError::UnknownKey {
         path: path.to_path_buf(),
         key,
     })?;
     Ok(table)
+}
+
+/// Where and why the file is not valid TOML, without the line's text (the
+/// parser quotes it), and without the parser's reason when the line sets a
+/// secret (the reason may quote the value).
+fn toml_error(text: &str, err: &toml::de::Error, settings: &[Setting]) -> String {
+    let Some(span) = err.span() else {
+        return format!("not valid TOML: {}", err.message());
+    };
+    let before = text.get(..span.start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let at = format!("not valid TOML at line {line}, column {column}");
+    // The `section.key` the line sets, as far as a plain reading tells.
+    let mut section = "";
+    for earlier in text.lines().take(line - 1) {
+        let earlier = earlier.trim();
+        if let Some(name) = earlier.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            section = name.trim();
+        }
+    }
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split('=').next())
+        .map(|k| k.trim().trim_matches('"'))
+        .unwrap_or_default();
+    let full = format!("{section}.{key}");
+    let secret = settings
+        .iter()
+        .any(|s| s.secret && (s.file_key == full || s.file_key.starts_with(&format!("{full}."))));
+    if secret {
+        format!("{at} (a secret setting: the reason is not shown, as it may quote the value)")
+    } else {
+        format!("{at}: {}", err.message())
+    }
 }
 
 /// Finds the first key of `table` (at `prefix`) that is neither a setting nor
