@@ -10,21 +10,9 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+use vss_core::conformance::fuzz_runner;
 use vss_server::config::settings_list;
 use vss_server::{Config, ConfigError};
-
-fn runner() -> TestRunner {
-    let cases = std::env::var("VSS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    })
-}
 
 fn load(args: &[String], env: &HashMap<String, String>) -> Result<Config, ConfigError> {
     let mut argv = vec!["vss-server".to_string()];
@@ -72,7 +60,7 @@ fn check(
 fn every_setting_takes_arbitrary_text_through_its_variable_and_flag() {
     let settings = settings_list();
     let strategy = (0..settings.len(), value(), any::<bool>());
-    runner()
+    fuzz_runner()
         .run(&strategy, |(index, value, by_flag)| {
             let setting = &settings[index];
             let result = match (by_flag, setting.flag) {
@@ -93,7 +81,7 @@ fn every_setting_takes_arbitrary_text_in_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vss.toml");
     let strategy = (0..settings.len(), value(), any::<bool>());
-    runner()
+    fuzz_runner()
         .run(&strategy, |(index, value, quoted)| {
             let setting = &settings[index];
             let (section, key) = setting.file_key.split_once('.').unwrap();
@@ -121,7 +109,7 @@ fn an_arbitrary_config_file_is_refused_or_read() {
         proptest::collection::vec(any::<u8>(), 0..300),
         "(\\[[a-z_]{0,20}\\]\n)?([a-z_.]{0,20} = [ -~]{0,30}\n){0,5}".prop_map(String::into_bytes),
     ];
-    runner()
+    fuzz_runner()
         .run(&strategy, |contents| {
             std::fs::write(&path, &contents).unwrap();
             let _ = load(

@@ -16,26 +16,14 @@ use std::sync::Arc;
 use common::*;
 use http::{HeaderMap, HeaderValue, Request};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 use vss_auth::{
     JwtAuthorizer, LnurlAuthConfig, LnurlAuthIssuer, MultiAuthorizer, SigsAuthorizer,
     SpentChallenges,
 };
+use vss_core::conformance::fuzz_runner;
 use vss_core::{MemoryStore, VssError};
 use vss_http::{Authorizer, Endpoint};
-
-fn runner() -> TestRunner {
-    let cases = std::env::var("VSS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
 
 fn authorizer() -> MultiAuthorizer {
     MultiAuthorizer::new()
@@ -86,7 +74,7 @@ fn arbitrary_authorization_headers_are_refused_with_auth() {
         "Bearer [A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,60}"
             .prop_map(String::into_bytes),
     ];
-    runner()
+    fuzz_runner()
         .run(&strategy, |value| {
             if let Some(result) = authorize(&runtime, &auth, &value) {
                 prop_assert!(
@@ -128,7 +116,7 @@ fn an_edited_credential_is_refused_or_still_its_own_user() {
         any::<bool>(),
         proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..4),
     );
-    runner()
+    fuzz_runner()
         .run(&strategy, |(use_jwt, edits)| {
             let (original, user) = if use_jwt {
                 (jwt.clone(), "alice".to_string())
@@ -190,7 +178,7 @@ fn arbitrary_lnurl_auth_queries_are_answered_200_or_400() {
             }
         ),
     ];
-    runner()
+    fuzz_runner()
         .run(&strategy, |query| {
             let Ok(request) = Request::get(format!("/lnurl-auth?{query}"))
                 .header("host", "localhost")

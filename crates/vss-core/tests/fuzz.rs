@@ -6,28 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use vss_core::conformance::fuzz_runner;
 use vss_core::page::PageToken;
 use vss_core::proto::ListKeyVersionsRequest;
 use vss_core::{validate, StoreLimits, UserToken, VssError};
-
-fn runner() -> TestRunner {
-    let cases = std::env::var("VSS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
 
 #[test]
 fn arbitrary_page_tokens_are_invalid_requests() {
     let user = UserToken::new("u").unwrap();
     let strategy = prop_oneof![".{0,64}", "[A-Za-z0-9_-]{20,26}"];
-    runner()
+    fuzz_runner()
         .run(&strategy, |token| {
             match PageToken::decode(&token, &user, "s", "p") {
                 Err(VssError::InvalidRequest(_)) => {}
@@ -45,7 +33,7 @@ fn an_edited_page_token_is_refused_or_unchanged() {
         any::<i64>(),
         proptest::collection::vec((0u8..4, any::<usize>(), any::<char>()), 1..4),
     );
-    runner()
+    fuzz_runner()
         .run(&strategy, |(sequence, edits)| {
             let original = PageToken {
                 before_sequence: sequence,
@@ -82,7 +70,7 @@ fn arbitrary_listing_requests_are_planned_or_refused_as_invalid() {
         proptest::option::of(any::<i32>()),
         proptest::option::of(".{0,40}"),
     );
-    runner()
+    fuzz_runner()
         .run(
             &strategy,
             |(store_id, key_prefix, page_size, page_token)| {

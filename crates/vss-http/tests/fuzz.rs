@@ -20,21 +20,14 @@ use common::{token, TokenAuthorizer};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use prost::Message;
+use vss_core::conformance::fuzz_runner;
 use vss_core::proto::{
     DeleteObjectRequest, GetObjectRequest, GetObjectResponse, KeyValue, ListKeyVersionsRequest,
     PutObjectRequest,
 };
 use vss_core::{KvStore, MemoryStore};
 use vss_http::{HttpConfig, VssService};
-
-fn cases() -> u32 {
-    std::env::var("VSS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
-}
 
 /// Valid bodies of every call, to be edited.
 fn valid_bodies() -> Vec<Vec<u8>> {
@@ -231,11 +224,8 @@ async fn still_serves(service: &VssService, key: &str) {
 
 fn fuzz(store: Arc<dyn KvStore>, runtime: &tokio::runtime::Runtime) {
     let service = VssService::new(store, Arc::new(TokenAuthorizer), HttpConfig::default());
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = fuzz_runner();
+    let cases = runner.config().cases;
     let strategy = (method(), path(), authorization(), content_type(), body());
     let sent = std::sync::atomic::AtomicU64::new(0);
     runner
@@ -251,7 +241,7 @@ fn fuzz(store: Arc<dyn KvStore>, runtime: &tokio::runtime::Runtime) {
     // Most cases are real requests, not ones the http crate refused to build.
     let sent = sent.into_inner();
     assert!(
-        sent >= u64::from(cases()) / 2,
+        sent >= u64::from(cases) / 2,
         "only {sent} requests were sent"
     );
     runtime.block_on(still_serves(&service, "after"));

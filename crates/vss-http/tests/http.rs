@@ -713,10 +713,15 @@ impl Drop for Running {
     }
 }
 
+/// Puts wait forever (counted, see above); every other call as [`HangingStore`].
 #[async_trait]
 impl KvStore for GateStore {
-    async fn get(&self, _: &UserToken, _: GetObjectRequest) -> Result<GetObjectResponse, VssError> {
-        std::future::pending().await
+    async fn get(
+        &self,
+        user: &UserToken,
+        req: GetObjectRequest,
+    ) -> Result<GetObjectResponse, VssError> {
+        HangingStore.get(user, req).await
     }
     async fn put(&self, _: &UserToken, _: PutObjectRequest) -> Result<PutObjectResponse, VssError> {
         self.running
@@ -731,17 +736,17 @@ impl KvStore for GateStore {
     }
     async fn delete(
         &self,
-        _: &UserToken,
-        _: DeleteObjectRequest,
+        user: &UserToken,
+        req: DeleteObjectRequest,
     ) -> Result<DeleteObjectResponse, VssError> {
-        std::future::pending().await
+        HangingStore.delete(user, req).await
     }
     async fn list_key_versions(
         &self,
-        _: &UserToken,
-        _: ListKeyVersionsRequest,
+        user: &UserToken,
+        req: ListKeyVersionsRequest,
     ) -> Result<ListKeyVersionsResponse, VssError> {
-        std::future::pending().await
+        HangingStore.list_key_versions(user, req).await
     }
 }
 

@@ -129,6 +129,18 @@ async fn http1(
     sender
 }
 
+/// An HTTP/2 client on an established TLS connection.
+async fn http2(
+    stream: TlsStream<TcpStream>,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_are_served_over_tls_by_alpn() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,11 +153,7 @@ async fn http1_and_http2_are_served_over_tls_by_alpn() {
         .await
         .unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = http2(stream).await;
     let answer = h2
         .send_request(request(server.addr, "putObjects", put("k")))
         .await
@@ -276,11 +284,7 @@ async fn plain_http_and_garbage_on_the_tls_port_cost_only_their_connection() {
     }
     // And the server still serves.
     let stream = connect(server.addr, &cert, &[b"h2"]).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = http2(stream).await;
     let answer = h2
         .send_request(request(server.addr, "putObjects", put("k")))
         .await

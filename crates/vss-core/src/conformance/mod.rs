@@ -378,6 +378,24 @@ pub fn unique_name(label: &str) -> String {
     format!("{label}-{:x}-{nanos:x}-{n}", std::process::id())
 }
 
+/// The default of [`fuzz_runner`]'s case count.
+pub const DEFAULT_FUZZ_CASES: u32 = 400;
+
+/// A proptest runner for the fuzz properties of the workspace (arbitrary
+/// input into every parser and the service): `VSS_FUZZ_CASES` cases (default
+/// [`DEFAULT_FUZZ_CASES`]), failures not persisted to files.
+pub fn fuzz_runner() -> proptest::test_runner::TestRunner {
+    let cases = std::env::var("VSS_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_FUZZ_CASES);
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
+
 /// A fresh user token for a test.
 pub fn unique_user() -> UserToken {
     match UserToken::new(unique_name("user")) {
