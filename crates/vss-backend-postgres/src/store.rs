@@ -110,6 +110,17 @@ impl PostgresStore {
     }
 }
 
+/// A row of `sql::GET` as the owner of its value's bytes (column 1, a
+/// `bytea`): a large value is answered from the buffer it arrived in.
+struct ValueOfRow(tokio_postgres::Row);
+
+impl AsRef<[u8]> for ValueOfRow {
+    fn as_ref(&self) -> &[u8] {
+        // The column was read as bytes before the row was wrapped.
+        self.0.try_get::<_, &[u8]>(1).unwrap_or_default()
+    }
+}
+
 /// The largest value: a `bytea` holds at most 1 GiB - 1 bytes (PostgreSQL's
 /// largest field), less room for the rest of the bind message.
 pub(crate) const MAX_VALUE_SIZE: usize = (1 << 30) - 1 - 64 * 1024;
@@ -537,11 +548,13 @@ impl KvStore for PostgresStore {
                     .map_err(internal)?
                     .ok_or_else(|| VssError::no_such_key(&key))?;
                 let version: i64 = row.try_get(0).map_err(internal)?;
-                let value: Vec<u8> = row.try_get(1).map_err(internal)?;
+                // Checked once here, so that the owner below always finds it.
+                row.try_get::<_, &[u8]>(1).map_err(internal)?;
                 KeyValue {
                     key,
                     version,
-                    value: Bytes::from(value),
+                    // The value stays in the row the driver read, not copied.
+                    value: Bytes::from_owner(ValueOfRow(row)),
                 }
             }
         };

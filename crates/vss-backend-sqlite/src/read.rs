@@ -6,6 +6,8 @@ use vss_core::proto::{KeyValue, ListKeyVersionsResponse};
 use vss_core::validate::{ListPlan, ListedKey};
 use vss_core::{UserToken, VssError};
 
+use crate::writer::STREAMED_VALUE;
+
 fn db(err: rusqlite::Error) -> VssError {
     VssError::internal(format!("SQLite read failed: {err}"))
 }
@@ -34,23 +36,71 @@ pub(crate) fn get(
     store_id: &str,
     key: String,
 ) -> Result<KeyValue, VssError> {
-    let found: Option<(i64, Vec<u8>)> = conn
+    // A value of STREAMED_VALUE bytes or more comes back as NULL here, and
+    // is read below straight into its own buffer: read as a column, SQLite
+    // would first assemble it in a buffer of its own, a second copy.
+    let found: Option<(i64, Option<Vec<u8>>, i64)> = conn
         .prepare_cached(
-            "SELECT version, value FROM vss_records
-             WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+            "SELECT version, CASE WHEN length(value) < ?4 THEN value END, rowid
+             FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
         )
         .map_err(db)?
-        .query_row(params![user.as_str(), store_id, key], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .query_row(
+            params![user.as_str(), store_id, key, STREAMED_VALUE as i64],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .optional()
         .map_err(db)?;
+    match found {
+        Some((version, Some(value), _)) => Ok(KeyValue {
+            key,
+            version,
+            value: Bytes::from(value),
+        }),
+        Some((_, None, _)) => get_large(conn, user, store_id, key),
+        None => Err(VssError::no_such_key(&key)),
+    }
+}
+
+/// A record whose value is large: its version and length, then the value
+/// through SQLite's incremental BLOB I/O, all in one read transaction (one
+/// snapshot, so a concurrent overwrite cannot mix two values).
+fn get_large(
+    conn: &Connection,
+    user: &UserToken,
+    store_id: &str,
+    key: String,
+) -> Result<KeyValue, VssError> {
+    conn.execute_batch("BEGIN").map_err(db)?;
+    let read = (|| {
+        let found: Option<(i64, i64, i64)> = conn
+            .prepare_cached(
+                "SELECT version, length(value), rowid FROM vss_records
+                 WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+            )?
+            .query_row(params![user.as_str(), store_id, key], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        let Some((version, len, rowid)) = found else {
+            return Ok(None);
+        };
+        let mut value = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        conn.blob_open(rusqlite::MAIN_DB, "vss_records", "value", rowid, true)?
+            .read_at_exact(&mut value, 0)?;
+        Ok(Some((version, value)))
+    })();
+    // A read transaction's end cannot lose anything; it must only not stay open.
+    let end = conn.execute_batch("COMMIT").map_err(db);
+    let found = read.map_err(db)?;
+    end?;
     match found {
         Some((version, value)) => Ok(KeyValue {
             key,
             version,
             value: Bytes::from(value),
         }),
+        // Deleted between the two reads.
         None => Err(VssError::no_such_key(&key)),
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use rusqlite::types::ToSqlOutput;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use vss_core::validate::{DeletePlan, PutPlan};
@@ -298,6 +299,65 @@ pub(crate) fn set_usage(conn: &Connection, user: &str, usage: Usage) -> rusqlite
     Ok(())
 }
 
+/// Values at least this large are written in place (and read, see
+/// `read::get`) through SQLite's incremental BLOB I/O: the row gets a
+/// zero-filled BLOB of the value's length, then SQLite's incremental BLOB I/O
+/// writes the value into its pages. Bound as a parameter, SQLite would copy the
+/// value once to bind it and again to build the row, so a large put would
+/// cost three times its size in memory instead of about once (the request's).
+pub(crate) const STREAMED_VALUE: usize = 256 * 1024;
+
+/// Writes one record: an update of the key's row when `sequence` is `None`
+/// (its creation sequence stays), else a new row with that sequence. Values
+/// of at least [`STREAMED_VALUE`] bytes are written in place.
+fn write_record(
+    conn: &Connection,
+    (u, s, key): (&str, &str, &str),
+    version: i64,
+    value: &[u8],
+    sequence: Option<i64>,
+) -> rusqlite::Result<()> {
+    if value.len() < STREAMED_VALUE {
+        match sequence {
+            None => conn
+                .prepare_cached(
+                    "UPDATE vss_records SET version = ?4, value = ?5
+                     WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+                )?
+                .execute(params![u, s, key, version, value])?,
+            Some(sequence) => conn
+                .prepare_cached(
+                    "INSERT INTO vss_records (user_token, store_id, key, version, value, sequence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![u, s, key, version, value, sequence])?,
+        };
+        return Ok(());
+    }
+    // A zero-filled BLOB of the value's length, then the value into its pages.
+    let len = i32::try_from(value.len())
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let zeros = ToSqlOutput::ZeroBlob(len);
+    let rowid: i64 = match sequence {
+        None => conn
+            .prepare_cached(
+                "UPDATE vss_records SET version = ?4, value = ?5
+                 WHERE user_token = ?1 AND store_id = ?2 AND key = ?3 RETURNING rowid",
+            )?
+            .query_row(params![u, s, key, version, zeros], |row| row.get(0))?,
+        Some(sequence) => conn
+            .prepare_cached(
+                "INSERT INTO vss_records (user_token, store_id, key, version, value, sequence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING rowid",
+            )?
+            .query_row(params![u, s, key, version, zeros, sequence], |row| {
+                row.get(0)
+            })?,
+    };
+    conn.blob_open(rusqlite::MAIN_DB, "vss_records", "value", rowid, false)?
+        .write_at(value, 0)
+}
+
 /// Checks every condition of the plan, then applies all of it.
 fn apply_put(
     conn: &Connection,
@@ -351,21 +411,11 @@ fn apply_put(
     for (write, version) in plan.writes.iter().zip(current) {
         let new_version = write.condition.new_version();
         let value: &[u8] = &write.value;
-        if version.is_some() {
-            // An update or overwrite keeps the key's creation sequence.
-            conn.prepare_cached(
-                "UPDATE vss_records SET version = ?4, value = ?5
-                 WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
-            )?
-            .execute(params![u, s, write.key, new_version, value])?;
-        } else {
-            conn.prepare_cached(
-                "INSERT INTO vss_records (user_token, store_id, key, version, value, sequence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![u, s, write.key, new_version, value, next_sequence])?;
+        let sequence = version.is_none().then_some(next_sequence);
+        if sequence.is_some() {
             next_sequence += 1;
         }
+        write_record(conn, (u, s, &write.key), new_version, value, sequence)?;
     }
     for delete in &plan.deletes {
         conn.prepare_cached(
@@ -460,6 +510,53 @@ mod tests {
         current(conn, &UserToken::new("u").unwrap(), "s", key)
             .unwrap()
             .map(|(version, _)| version)
+    }
+
+    #[test]
+    fn large_values_are_written_in_place_and_read_back_whole() {
+        let conn = database();
+        let user = UserToken::new("u").unwrap();
+        let value = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let put = |key: &str, version: i64, bytes: Vec<u8>| {
+            let req = PutObjectRequest {
+                store_id: "s".into(),
+                global_version: None,
+                transaction_items: vec![KeyValue {
+                    key: key.into(),
+                    version,
+                    value: Bytes::from(bytes),
+                }],
+                delete_items: vec![],
+            };
+            let (request, mut answer) =
+                request(vss_core::validate::put(req, &StoreLimits::default()).unwrap());
+            apply_batch(&conn, vec![request]);
+            answer.try_recv().unwrap().unwrap();
+        };
+        let stored = |key: &str| crate::read::get(&conn, &user, "s", key.into()).unwrap();
+        // Created large, overwritten larger, then smaller than the threshold, then large again.
+        for (version, len, seed) in [
+            (0, STREAMED_VALUE, 1),
+            (1, 3 * STREAMED_VALUE + 7, 2),
+            (2, 10, 3),
+            (3, STREAMED_VALUE + 1, 4),
+        ] {
+            put("big", version, value(len, seed));
+            let got = stored("big");
+            assert_eq!(got.version, version + 1);
+            assert_eq!(got.value.len(), len);
+            assert!(
+                got.value[..] == value(len, seed)[..],
+                "value {seed} read back changed"
+            );
+        }
+        // The usage counts the value's real length.
+        let usage = usage(&conn, "u").unwrap();
+        assert_eq!(usage.bytes, (STREAMED_VALUE + 1 + "big".len()) as u64);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::proto::{
-    DeleteObjectRequest, GetObjectRequest, ListKeyVersionsRequest, PutObjectRequest,
+    DeleteObjectRequest, GetObjectRequest, GetObjectResponse, KeyValue, ListKeyVersionsRequest,
+    PutObjectRequest,
 };
 use crate::{KvStore, UserToken, VssError};
 
@@ -68,12 +69,13 @@ impl Operation {
         store: &dyn KvStore,
         user: &UserToken,
         body: Bytes,
-    ) -> Result<Bytes, VssError> {
+    ) -> Result<Encoded, VssError> {
         let encoded = match self {
-            Operation::GetObject => store
-                .get(user, decode::<GetObjectRequest>(body)?)
-                .await?
-                .encode_to_vec(),
+            Operation::GetObject => {
+                return Ok(Encoded::get(
+                    &store.get(user, decode::<GetObjectRequest>(body)?).await?,
+                ))
+            }
             Operation::PutObjects => store
                 .put(user, decode::<PutObjectRequest>(body)?)
                 .await?
@@ -87,7 +89,86 @@ impl Operation {
                 .await?
                 .encode_to_vec(),
         };
-        Ok(Bytes::from(encoded))
+        Ok(Encoded::whole(Bytes::from(encoded)))
+    }
+}
+
+/// An encoded answer in two parts sent one after the other: a large value is
+/// not copied into the encoding but sent from where the store put it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// The encoding up to the value (all of it for small answers).
+    pub head: Bytes,
+    /// The value's bytes, when sent apart; empty otherwise.
+    pub tail: Bytes,
+}
+
+/// Values at least this long are sent apart from the rest of a `getObject`
+/// answer instead of being copied into it.
+pub const SEPARATE_VALUE_MIN: usize = 64 * 1024;
+
+impl Encoded {
+    /// An answer encoded in one piece.
+    pub fn whole(bytes: Bytes) -> Encoded {
+        Encoded {
+            head: bytes,
+            tail: Bytes::new(),
+        }
+    }
+
+    /// The `getObject` answer. prost writes fields in tag order: the record
+    /// (field 2) is the answer's only field and the value (field 3) the
+    /// record's last, so the encoding ends with the value's bytes, which
+    /// stay where they are.
+    pub fn get(answer: &GetObjectResponse) -> Encoded {
+        let Some(record) = answer
+            .value
+            .as_ref()
+            .filter(|kv| kv.value.len() >= SEPARATE_VALUE_MIN)
+        else {
+            return Encoded::whole(Bytes::from(answer.encode_to_vec()));
+        };
+        let rest = KeyValue {
+            key: record.key.clone(),
+            version: record.version,
+            value: Bytes::new(),
+        };
+        let value_len = record.value.len() as u64;
+        let value_field = prost::encoding::key_len(3)
+            + prost::encoding::encoded_len_varint(value_len)
+            + record.value.len();
+        let record_len = rest.encoded_len() + value_field;
+        let mut head = Vec::with_capacity(rest.encoded_len() + 32);
+        prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut head);
+        prost::encoding::encode_varint(record_len as u64, &mut head);
+        rest.encode_raw(&mut head);
+        prost::encoding::encode_key(3, prost::encoding::WireType::LengthDelimited, &mut head);
+        prost::encoding::encode_varint(value_len, &mut head);
+        Encoded {
+            head: Bytes::from(head),
+            tail: record.value.clone(),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole encoding in one buffer (a copy when in two parts).
+    pub fn to_bytes(&self) -> Bytes {
+        if self.tail.is_empty() {
+            return self.head.clone();
+        }
+        let mut all = Vec::with_capacity(self.len());
+        all.extend_from_slice(&self.head);
+        all.extend_from_slice(&self.tail);
+        Bytes::from(all)
     }
 }
 
@@ -162,7 +243,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            PutObjectResponse::decode(answer).unwrap(),
+            PutObjectResponse::decode(answer.to_bytes()).unwrap(),
             PutObjectResponse {}
         );
         let get = GetObjectRequest {
@@ -173,8 +254,49 @@ mod tests {
             .call(&store, &user, Bytes::from(get.encode_to_vec()))
             .await
             .unwrap();
-        let value = GetObjectResponse::decode(answer).unwrap().value.unwrap();
+        let value = GetObjectResponse::decode(answer.to_bytes())
+            .unwrap()
+            .value
+            .unwrap();
         assert_eq!((value.version, &value.value[..]), (1, &b"v"[..]));
+    }
+
+    #[test]
+    fn a_large_value_is_sent_apart_and_the_parts_are_the_whole_encoding() {
+        for (key, version, len) in [
+            ("k", 0, 0),
+            ("k", 7, SEPARATE_VALUE_MIN - 1),
+            ("k", 1, SEPARATE_VALUE_MIN),
+            ("", i64::MAX, SEPARATE_VALUE_MIN + 1),
+            (&"long key ".repeat(60)[..], 12_345, 3 << 20),
+        ] {
+            let value = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+            let answer = GetObjectResponse {
+                value: Some(KeyValue {
+                    key: key.into(),
+                    version,
+                    value: value.clone(),
+                }),
+            };
+            let encoded = Encoded::get(&answer);
+            assert_eq!(
+                encoded.to_bytes(),
+                Bytes::from(answer.encode_to_vec()),
+                "{len}"
+            );
+            assert_eq!(encoded.len(), answer.encoded_len());
+            if len >= SEPARATE_VALUE_MIN {
+                // The value is the store's own buffer, not a copy.
+                assert_eq!(encoded.tail.as_ptr(), value.as_ptr());
+            } else {
+                assert!(encoded.tail.is_empty());
+            }
+        }
+        let empty = GetObjectResponse { value: None };
+        assert_eq!(
+            Encoded::get(&empty).to_bytes(),
+            Bytes::from(empty.encode_to_vec())
+        );
     }
 
     #[tokio::test]

@@ -67,7 +67,7 @@ pub use body::{read_body, BodyError};
 pub use budget::{default_body_budget, BodyBudget};
 pub use endpoint::Endpoint;
 pub use limit::{ClientAddr, Rate, RateLimits};
-pub use response::{error_response, protobuf_response, HttpError};
+pub use response::{error_response, protobuf_response, response_body, HttpError, ResponseBody};
 pub use serve::{
     default_max_connections, default_max_connections_per_ip, serve, serve_tls, ServeOptions,
     ServeOutcome,

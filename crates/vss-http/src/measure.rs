@@ -22,7 +22,6 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
 use metrics::{Counter, Gauge, Histogram};
 use vss_core::protocol::Operation;
@@ -157,7 +156,7 @@ impl Outcome {
     pub(crate) const PANIC: Outcome = Outcome::Transport(4);
 
     /// The outcome of an answered request.
-    pub(crate) fn of(result: &Result<Bytes, HttpError>) -> Outcome {
+    pub(crate) fn of(result: &Result<vss_core::protocol::Encoded, HttpError>) -> Outcome {
         match result {
             Ok(_) => Outcome::Ok,
             Err(err) => match (err.status, &err.error) {

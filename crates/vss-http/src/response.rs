@@ -1,11 +1,12 @@
 //! Building responses: every one carries the protocol version header.
 
-use bytes::Bytes;
+use bytes::buf::Chain;
+use bytes::{Buf, Bytes};
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use prost::Message;
-use vss_core::protocol::{PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use vss_core::protocol::{Encoded, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 use vss_core::VssError;
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -45,14 +46,24 @@ impl From<VssError> for HttpError {
     }
 }
 
+/// The body of every answer: one buffer, or two sent one after the other
+/// (the encoding and a large value that is not copied into it), written out
+/// as they are.
+pub type ResponseBody = Full<Chain<Bytes, Bytes>>;
+
+/// A body of `head` followed by `tail`.
+pub fn response_body(head: Bytes, tail: Bytes) -> ResponseBody {
+    Full::new(head.chain(tail))
+}
+
 /// A 200 response whose body is the encoded message.
-pub fn protobuf_response(body: Bytes) -> Response<Full<Bytes>> {
-    with_headers(StatusCode::OK, body)
+pub fn protobuf_response(encoded: Encoded) -> Response<ResponseBody> {
+    with_headers(StatusCode::OK, response_body(encoded.head, encoded.tail))
 }
 
 /// The error's status with its `ErrorResponse` body. Internal causes are not
 /// sent (see [`VssError::to_error_response`]).
-pub fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
+pub fn error_response(err: &HttpError) -> Response<ResponseBody> {
     let mut wire = err.error.to_error_response();
     if err.retry_after.is_some() {
         // A rate limit's message says only when to come back: it may be sent.
@@ -60,7 +71,7 @@ pub fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
             wire.message = message.clone();
         }
     }
-    let body = Bytes::from(wire.encode_to_vec());
+    let body = response_body(Bytes::from(wire.encode_to_vec()), Bytes::new());
     let mut response = with_headers(err.status, body);
     if let Some(secs) = err.retry_after {
         response
@@ -75,8 +86,8 @@ pub fn error_response(err: &HttpError) -> Response<Full<Bytes>> {
     response
 }
 
-fn with_headers(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn with_headers(status: StatusCode, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -94,7 +105,7 @@ mod tests {
     use vss_core::proto::{ErrorCode, ErrorResponse};
     use vss_core::INTERNAL_ERROR_MESSAGE;
 
-    async fn body_of(response: Response<Full<Bytes>>) -> Bytes {
+    async fn body_of(response: Response<ResponseBody>) -> Bytes {
         response.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -138,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn success_carries_the_header_and_the_body() {
-        let response = protobuf_response(Bytes::from_static(b"\x0a\x01k"));
+        let response = protobuf_response(Encoded::whole(Bytes::from_static(b"\x0a\x01k")));
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[PROTOCOL_VERSION_HEADER], "0");
         assert_eq!(&body_of(response).await[..], b"\x0a\x01k");

@@ -278,8 +278,11 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true)
-        // Pipelined requests are answered in order; flush their answers together.
-        .pipeline_flush(true);
+        // Bodies are written as they are (vectored writes), never copied into
+        // one buffer with the head: a large answer costs no second copy.
+        // (hyper's `pipeline_flush` would copy every body into that buffer;
+        // pipelined requests are still answered in order without it.)
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use tracing::Instrument;
 use vss_core::{deadline, KvStore, VssError};
@@ -17,7 +17,9 @@ use vss_core::{deadline, KvStore, VssError};
 use crate::budget::{read_charged, BodyBudget, Budget};
 use crate::limit::{ClientAddr, Limiters, RateLimits};
 use crate::measure as m;
+use crate::response::{response_body, ResponseBody};
 use crate::{error_response, protobuf_response, Authorizer, Endpoint, HttpError, Operation};
+use vss_core::protocol::Encoded;
 
 /// The header carrying a request's id, kept from the request or made up, and
 /// returned on the response.
@@ -281,7 +283,7 @@ impl VssService {
     /// request holds. Logs one access line per request (request id, method,
     /// operation, status, error code, latency, body sizes) and never keys,
     /// values, users or credentials; counts and times it (see [`crate::measure`]).
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -311,7 +313,7 @@ impl VssService {
         req: Request<B>,
         started: Instant,
         request_id: &str,
-    ) -> Response<Full<Bytes>>
+    ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -387,7 +389,7 @@ impl VssService {
         probe: Probe,
         req: &Request<B>,
         request_id: &str,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<ResponseBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n");
             response
@@ -453,7 +455,7 @@ impl VssService {
         req: Request<B>,
         started: Instant,
         request_id: &str,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<ResponseBody> {
         let span = tracing::info_span!(
             "vss_request",
             request_id = %request_id,
@@ -479,7 +481,7 @@ impl VssService {
                     let answer = AssertUnwindSafe(endpoint.respond(&parts)).catch_unwind();
                     let answer = deadline::with_deadline(store_deadline(started, timeout), answer);
                     match tokio::time::timeout(timeout, answer).await {
-                        Ok(Ok(response)) => response,
+                        Ok(Ok(response)) => whole(response).await,
                         Ok(Err(_panic)) => {
                             tracing::error!("the endpoint panicked");
                             plain_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -504,7 +506,7 @@ impl VssService {
         operation: Option<Operation>,
         req: Request<B>,
         request_bytes: &mut usize,
-    ) -> Result<Bytes, HttpError>
+    ) -> Result<Encoded, HttpError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -553,8 +555,21 @@ impl VssService {
     }
 }
 
-fn plain_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+/// An endpoint's answer as every answer's body type (its one buffer, taken at once).
+async fn whole(response: Response<Full<Bytes>>) -> Response<ResponseBody> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    Response::from_parts(parts, response_body(bytes, Bytes::new()))
+}
+
+fn plain_response(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(response_body(
+        Bytes::from_static(text.as_bytes()),
+        Bytes::new(),
+    ));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
