@@ -609,11 +609,6 @@ fn methods_authorizer(methods: &AuthMethods) -> Result<Auth, ServerError> {
         if let Some(iss) = &settings.issuer {
             jwt = jwt.with_issuer(iss)?;
         }
-        // Users named by a public key (signature auth, LNURL-auth) are out of
-        // reach of other issuers' subjects.
-        if methods.sigs.is_some() || issuer.is_some() {
-            jwt = jwt.with_key_users_reserved();
-        }
         multi = multi.with_jwt(jwt);
     }
     if let Some(sigs) = &methods.sigs {

@@ -87,7 +87,7 @@ const RSA_ALGORITHMS: [Algorithm; 6] = [
 /// and LNURL-auth name their users: 33 bytes in hex (66 characters, either
 /// case), starting with `02` or `03`.
 pub(crate) fn is_public_key_form(sub: &str) -> bool {
-    sub.len() == 66
+    sub.len() == crate::sigs::PUBKEY_HEX
         && (sub.starts_with("02") || sub.starts_with("03"))
         && sub.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -349,10 +349,11 @@ fn check_rsa_public_pem(pem: &str) -> Result<(), JwtConfigError> {
 /// tried against every key (rotation: old and new keys side by side).
 ///
 /// With [`JwtAuthorizer::with_key_users_reserved`] (a server that also serves
-/// signature auth or LNURL-auth), a token whose `sub` has the form of a
-/// secp256k1 public key is refused unless a key marked
-/// [`JwtKey::with_key_holder_subjects`] verified it: an external issuer's
-/// subject can never name a user whose identity is a public key.
+/// signature auth), or when one of its keys is marked
+/// [`JwtKey::with_key_holder_subjects`] (LNURL-auth's), a token whose `sub` has
+/// the form of a secp256k1 public key is refused unless such a marked key
+/// verified it: an external issuer's subject can never name a user whose
+/// identity is a public key.
 #[derive(Clone)]
 pub struct JwtAuthorizer {
     keys: Vec<JwtKey>,
@@ -451,6 +452,14 @@ impl JwtAuthorizer {
         self
     }
 
+    /// Whether a token's `sub` may not name a public key unless its key
+    /// vouches for key holders: when asked ([`Self::with_key_users_reserved`]),
+    /// and whenever one of the keys vouches (then users named by public keys,
+    /// LNURL-auth's, exist here).
+    fn reserves_key_users(&self) -> bool {
+        self.key_users_reserved || self.keys.iter().any(JwtKey::key_holder_subjects)
+    }
+
     /// Judges `exp` and `nbf` by `clock` instead of the system's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -506,9 +515,9 @@ impl JwtAuthorizer {
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key)) {
                 Ok(data) => {
-                    if self.key_users_reserved
+                    if is_public_key_form(&data.claims.sub)
                         && !key.key_holder_subjects
-                        && is_public_key_form(&data.claims.sub)
+                        && self.reserves_key_users()
                     {
                         return Err(VssError::Auth(
                             "invalid token: its `sub` has the form of a secp256k1 public key, \

@@ -22,7 +22,7 @@ pub const SIGNING_CONSTANT: &[u8; 64] =
 pub const DEFAULT_SIGS_MAX_CLOCK_SKEW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Hex characters of the public key (33 bytes) and the compact signature (64 bytes).
-const PUBKEY_HEX: usize = 66;
+pub(crate) const PUBKEY_HEX: usize = 66;
 const SIG_HEX: usize = 128;
 /// The length of a header with at least this many characters is a signature header.
 pub(crate) const SIGNED_PREFIX_HEX: usize = PUBKEY_HEX + SIG_HEX;

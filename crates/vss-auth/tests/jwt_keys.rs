@@ -282,3 +282,33 @@ async fn a_token_cannot_pick_an_algorithm_of_another_key_type() {
     let rs = mint(Algorithm::RS256, None, PRIVATE_PEM, claims("rsa"));
     assert!(check(&auth, &rs).await.is_err());
 }
+
+#[tokio::test]
+async fn a_key_vouching_for_key_holders_reserves_public_key_subjects_for_itself() {
+    // A 33-byte compressed public key in hex: how LNURL-auth and signature auth name users.
+    let linking_key = format!("02{}", "ab".repeat(32));
+    let external = mint(Algorithm::RS256, None, PRIVATE_PEM, claims(&linking_key));
+    let vouched = mint(Algorithm::ES256, None, ES256_PRIVATE, claims(&linking_key));
+
+    // An external issuer alone keeps the reference's identities: any `sub` is a user.
+    let alone = JwtAuthorizer::from_public_pems(PUBLIC_PEM).unwrap();
+    assert_eq!(check(&alone, &external).await.unwrap(), linking_key);
+
+    // Beside a key that vouches for key holders (an LNURL-auth issuer's),
+    // public-key users exist here: only that key's tokens may name them.
+    let beside = JwtAuthorizer::from_public_pems(PUBLIC_PEM)
+        .unwrap()
+        .with_key(
+            JwtKey::from_public_pem(ES256_PUBLIC)
+                .unwrap()
+                .with_key_holder_subjects(),
+        );
+    assert!(matches!(
+        check(&beside, &external).await,
+        Err(VssError::Auth(_))
+    ));
+    assert_eq!(check(&beside, &vouched).await.unwrap(), linking_key);
+    // Other subjects of the external issuer are unaffected.
+    let alice = mint(Algorithm::RS256, None, PRIVATE_PEM, claims("alice"));
+    assert_eq!(check(&beside, &alice).await.unwrap(), "alice");
+}

@@ -312,11 +312,7 @@ impl DynamoDbStore {
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<(), Result<Cancelled, Failure>> {
-        if vss_core::deadline::passed() {
-            return Err(Err(Failure::Definite(vss_core::deadline::missed(
-                "DynamoDB write",
-            ))));
-        }
+        vss_core::deadline::ensure("DynamoDB write").map_err(|err| Err(Failure::Definite(err)))?;
         let token = random_id().map_err(|e| {
             Err(Failure::Definite(VssError::internal(format!(
                 "no randomness: {e}"

@@ -329,13 +329,14 @@ async fn run_statements(
 ) -> Ran {
     let alone = statements.len() == 1;
     let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
+    // Preparing writes nothing; past the deadline, nothing is sent.
     let prepared = match deadline::before(prepare_all(client, &texts)).await {
         Some(Ok(prepared)) => prepared,
         Some(Err(err)) => return Ran::answer(Err(err)),
         None => return Ran::answer(Err(deadline::missed("PostgreSQL write"))),
     };
-    if deadline::passed() {
-        return Ran::answer(Err(deadline::missed("PostgreSQL write")));
+    if let Err(err) = deadline::ensure("PostgreSQL write") {
+        return Ran::answer(Err(err));
     }
 
     let mut slots: Vec<MaybeDone<PgFuture<'_>>> = Vec::with_capacity(statements.len() + 2);

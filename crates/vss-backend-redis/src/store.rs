@@ -282,8 +282,8 @@ impl RedisStore {
         args: Vec<Value>,
         writes: bool,
     ) -> Result<Value, VssError> {
-        if writes && vss_core::deadline::passed() {
-            return Err(vss_core::deadline::missed("redis write"));
+        if writes {
+            vss_core::deadline::ensure("redis write")?;
         }
         let client = self.pool.next();
         // Every key of a script shares one slot: the primary that runs it.

@@ -237,9 +237,7 @@ impl SqliteStore {
     }
 
     async fn write(&self, user: &UserToken, op: WriteOp) -> Result<(), VssError> {
-        if vss_core::deadline::passed() {
-            return Err(vss_core::deadline::missed("SQLite write"));
-        }
+        vss_core::deadline::ensure("SQLite write")?;
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             user: user.clone(),

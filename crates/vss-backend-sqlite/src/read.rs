@@ -39,25 +39,25 @@ pub(crate) fn get(
     // A value of STREAMED_VALUE bytes or more comes back as NULL here, and
     // is read below straight into its own buffer: read as a column, SQLite
     // would first assemble it in a buffer of its own, a second copy.
-    let found: Option<(i64, Option<Vec<u8>>, i64)> = conn
+    let found: Option<(i64, Option<Vec<u8>>)> = conn
         .prepare_cached(
-            "SELECT version, CASE WHEN length(value) < ?4 THEN value END, rowid
+            "SELECT version, CASE WHEN length(value) < ?4 THEN value END
              FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
         )
         .map_err(db)?
         .query_row(
             params![user.as_str(), store_id, key, STREAMED_VALUE as i64],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()
         .map_err(db)?;
     match found {
-        Some((version, Some(value), _)) => Ok(KeyValue {
+        Some((version, Some(value))) => Ok(KeyValue {
             key,
             version,
             value: Bytes::from(value),
         }),
-        Some((_, None, _)) => get_large(conn, user, store_id, key),
+        Some((_, None)) => get_large(conn, user, store_id, key),
         None => Err(VssError::no_such_key(&key)),
     }
 }

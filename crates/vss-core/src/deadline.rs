@@ -47,6 +47,16 @@ pub fn passed() -> bool {
     current().is_some_and(|deadline| Instant::now() >= deadline)
 }
 
+/// `Ok` while the request's deadline has not passed (always, without one);
+/// else the error [`missed`] words. Check it before starting a write.
+pub fn ensure(what: &str) -> Result<(), crate::VssError> {
+    if passed() {
+        Err(missed(what))
+    } else {
+        Ok(())
+    }
+}
+
 /// The error of a write not started because its deadline had passed: nothing was written.
 pub fn missed(what: &str) -> crate::VssError {
     crate::VssError::internal(format!(
@@ -86,7 +96,13 @@ mod tests {
         })
         .await;
         assert_eq!(current(), None);
-        with_deadline(Instant::now(), async { assert!(passed()) }).await;
+        with_deadline(Instant::now(), async {
+            assert!(passed());
+            let err = ensure("a write").unwrap_err();
+            assert!(err.to_string().contains("nothing was written"), "{err}");
+        })
+        .await;
+        assert!(ensure("a write").is_ok());
     }
 
     #[tokio::test]
