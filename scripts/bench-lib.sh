@@ -35,9 +35,16 @@ vss_bench_stop_server() {
   wait "$vss_server_pid" 2>/dev/null || true
 }
 
-# Requests per second of one vss-bench run (its JSON on stdin).
+# Requests per second of one vss-bench run (its JSON on stdin); failed requests
+# are named on stderr, since a rate of failures measures something else.
 vss_bench_rps() {
-  python3 -c 'import json,sys; runs=json.load(sys.stdin)["runs"]; print(sum(r["rps"] for r in runs)/len(runs))'
+  python3 -c '
+import json, sys
+runs = json.load(sys.stdin)["runs"]
+for r in runs:
+    if r["errors"]:
+        print("vss-bench %s: failed requests %s" % (r["workload"], r["errors"]), file=sys.stderr)
+print(sum(r["rps"] for r in runs) / len(runs))'
 }
 
 # Prints "min median max" of the numbers given as arguments.

@@ -3,6 +3,7 @@
 //! ```text
 //! vss-bench run --url http://127.0.0.1:8080/vss --workload put --connections 1,64 --duration 10s
 //! vss-bench run --url http://A/vss --compare http://B/vss --workload get --rounds 3
+//! vss-bench run --url sqlite:/tmp/bench.sqlite3 --compare http://127.0.0.1:8080/vss --workload create
 //! vss-bench chart --input results.json --output docs/throughput.svg
 //! vss-bench table --input results.json
 //! ```
@@ -50,12 +51,17 @@ enum Command {
         /// JSON files written by `run --json` (one or more after the flag).
         #[arg(long, required = true, num_args = 1..)]
         input: Vec<PathBuf>,
+        /// Adds each point's 99th percentile latency (milliseconds) to its cell.
+        #[arg(long)]
+        p99: bool,
     },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Base URL of the server, e.g. http://127.0.0.1:8080/vss.
+    /// Base URL of the server, e.g. http://127.0.0.1:8080/vss; or a store called
+    /// in-process, without HTTP (the ceiling of a server on it): `memory:`, or
+    /// `sqlite:PATH` with an optional `?synchronous=full`.
     #[arg(long)]
     url: String,
     /// Name for the server in reports (default: its URL).
@@ -168,7 +174,7 @@ async fn run(args: RunArgs) -> Result<Output, String> {
         Some(tokens) => target.with_bearer_tokens(tokens),
         None => Ok(target),
     };
-    let a = with_users(Target::parse(&args.url, &args.headers)?)?;
+    let a = with_users(Target::parse(&args.url, &args.headers).await?)?;
     let a_label = args.label.clone().unwrap_or_else(|| args.url.clone());
     let b = match &args.compare {
         Some(url) => {
@@ -178,7 +184,7 @@ async fn run(args: RunArgs) -> Result<Output, String> {
                 &args.compare_headers
             };
             let label = args.compare_label.clone().unwrap_or_else(|| url.clone());
-            Some((with_users(Target::parse(url, headers)?)?, label))
+            Some((with_users(Target::parse(url, headers).await?)?, label))
         }
         None => None,
     };
@@ -268,8 +274,8 @@ async fn main() -> ExitCode {
             output,
             title,
         } => read_outputs(&input).and_then(|outputs| chart::draw(&outputs, &output, &title)),
-        Command::Table { input } => read_outputs(&input).map(|outputs| {
-            print!("{}", report::markdown_table(&outputs));
+        Command::Table { input, p99 } => read_outputs(&input).map(|outputs| {
+            print!("{}", report::markdown_table(&outputs, p99));
         }),
     };
     match result {

@@ -152,9 +152,12 @@ pub struct Output {
 }
 
 /// A Markdown table of throughput: one row per (server, workload), one column per connection
-/// count, each cell the requests per second (the median when a point was measured more than once).
-pub fn markdown_table(outputs: &[Output]) -> String {
-    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+/// count, each cell the requests per second (the median when a point was measured more than once)
+/// and, with `p99`, the 99th percentile latency in milliseconds (the median of the points').
+pub fn markdown_table(outputs: &[Output], p99: bool) -> String {
+    // (rps, p99 in ms) of each measurement of a point.
+    type Points = BTreeMap<usize, Vec<(f64, f64)>>;
+    let mut cells: BTreeMap<(String, String), Points> = BTreeMap::new();
     let mut columns = std::collections::BTreeSet::new();
     for run in outputs.iter().flat_map(|o| &o.runs) {
         columns.insert(run.connections);
@@ -163,7 +166,7 @@ pub fn markdown_table(outputs: &[Output]) -> String {
             .or_default()
             .entry(run.connections)
             .or_default()
-            .push(run.rps);
+            .push((run.rps, run.p99_us as f64 / 1000.0));
     }
     let mut text = String::from("| server | workload |");
     let mut rule = String::from("|---|---|");
@@ -178,7 +181,15 @@ pub fn markdown_table(outputs: &[Output]) -> String {
         text.push_str(&format!("| {server} | {workload} |"));
         for connections in &columns {
             match points.get(connections) {
-                Some(rps) => text.push_str(&format!(" {} |", thousands(spread(rps).1))),
+                Some(points) => {
+                    let rps: Vec<f64> = points.iter().map(|p| p.0).collect();
+                    text.push_str(&format!(" {}", thousands(spread(&rps).1)));
+                    if p99 {
+                        let p99s: Vec<f64> = points.iter().map(|p| p.1).collect();
+                        text.push_str(&format!(" ({:.1} ms)", spread(&p99s).1));
+                    }
+                    text.push_str(" |");
+                }
                 None => text.push_str(" |"),
             }
         }
@@ -238,12 +249,35 @@ mod tests {
             ],
             comparisons: vec![],
         };
-        let table = markdown_table(&[output]);
+        let table = markdown_table(std::slice::from_ref(&output), false);
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(lines[0], "| server | workload | 1 | 64 |");
         assert_eq!(lines[2], "| sqlite | get | 1,000 | 20,000 |");
         assert_eq!(lines[3], "| sqlite | put | 800 | |");
         assert_eq!(lines.len(), 4);
+        let table = markdown_table(&[output], true);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| sqlite | get | 1,000 (0.0 ms) | 20,000 (0.0 ms) |"
+        );
+    }
+
+    #[test]
+    fn table_p99_is_the_median_of_the_points() {
+        let mut runs = Vec::new();
+        for (rps, p99_us) in [(900.0, 4_000), (700.0, 9_000), (800.0, 2_500)] {
+            runs.push(RunResult {
+                p99_us,
+                ..run("pg", "put", 16, rps)
+            });
+        }
+        let output = Output {
+            runs,
+            comparisons: vec![],
+        };
+        let table = markdown_table(&[output], true);
+        assert_eq!(table.lines().nth(2), Some("| pg | put | 800 (4.0 ms) |"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The workloads: what each connection sends, in a loop.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,19 @@ pub enum Workload {
     Get,
     /// ldk-node's write: one item, version -1, on existing keys (or fresh keys with `--fresh`).
     Put,
+    /// Creates: one item, version 0, on keys never written before.
+    Create,
     /// Conditional updates, each connection chaining the versions of its own key.
     Cas,
     /// Puts chaining the global version, each connection in its own store.
     Global,
     /// `listKeyVersions` pages of 100, walking a store of `--keys` keys.
     List,
+    /// The first `listKeyVersions` page (100 keys) of a store of `--keys` keys, again and again.
+    ListFirst,
+    /// `deleteObject` (version -1) of each of `--keys` keys written before the run, once;
+    /// the run ends early when none is left.
+    Delete,
     /// A wallet sync: 60% gets, 30% unconditional puts, 10% list pages.
     Mixed,
 }
@@ -49,6 +56,16 @@ pub struct Params {
     pub keys: usize,
     /// `put` writes keys never written before.
     pub fresh: bool,
+}
+
+impl Params {
+    /// The keys written before the measurement: `delete` writes its own before each run.
+    fn prepared_keys(&self) -> usize {
+        match self.workload {
+            Workload::Cas | Workload::Global | Workload::Create | Workload::Delete => 0,
+            _ => self.keys,
+        }
+    }
 }
 
 /// The data a run works on, made by [`prepare`].
@@ -76,11 +93,7 @@ pub async fn prepare(target: &Target, params: &Params) -> Result<Prepared, Strin
         workload_name(params.workload),
         fastrand::u64(..)
     );
-    let count = match params.workload {
-        Workload::Cas | Workload::Global => 0,
-        _ => params.keys,
-    };
-    let keys: Arc<Vec<String>> = Arc::new((0..count).map(key_name).collect());
+    let keys: Arc<Vec<String>> = Arc::new((0..params.prepared_keys()).map(key_name).collect());
     // Each user gets the same keys, one user after the other.
     for user in 0..target.user_count() {
         fill(&target.as_user(user), &store_id, &keys, params.value_size).await?;
@@ -135,9 +148,12 @@ pub fn workload_name(w: Workload) -> &'static str {
     match w {
         Workload::Get => "get",
         Workload::Put => "put",
+        Workload::Create => "create",
         Workload::Cas => "cas",
         Workload::Global => "global",
         Workload::List => "list",
+        Workload::ListFirst => "list-first",
+        Workload::Delete => "delete",
         Workload::Mixed => "mixed",
     }
 }
@@ -151,6 +167,10 @@ struct Worker {
     value: Bytes,
     workload: Workload,
     fresh: bool,
+    /// Tells this run's fresh keys from earlier runs' on the same store.
+    run: u32,
+    /// The next of `keys` to delete, shared by the run's connections (`delete`).
+    deleted: Arc<AtomicUsize>,
     sent: u64,
     /// Version of this worker's key (`cas`) or store (`global`).
     version: i64,
@@ -173,6 +193,10 @@ impl Worker {
         let n = stamp.len().min(value.len());
         value[..n].copy_from_slice(&stamp[..n]);
         Bytes::from(value)
+    }
+
+    fn fresh_key(&self) -> String {
+        format!("bench-fresh-{:08x}-{}-{}", self.run, self.id, self.sent)
     }
 
     fn own_key(&self) -> String {
@@ -217,6 +241,21 @@ impl Worker {
             .map(|_| ())
     }
 
+    async fn delete(&mut self, key: String) -> Result<(), CallError> {
+        let req = DeleteObjectRequest {
+            store_id: self.store_id.clone(),
+            key_value: Some(KeyValue {
+                key,
+                version: -1,
+                value: Bytes::new(),
+            }),
+        };
+        self.conn
+            .call::<_, DeleteObjectResponse>(Operation::DeleteObject, &req)
+            .await
+            .map(|_| ())
+    }
+
     async fn list_page(&mut self) -> Result<(), CallError> {
         let req = ListKeyVersionsRequest {
             store_id: self.store_id.clone(),
@@ -249,17 +288,33 @@ impl Worker {
         Ok(())
     }
 
-    async fn step(&mut self) -> Result<(), CallError> {
+    /// Sends the next request; `None` when the workload has nothing left to do.
+    async fn step(&mut self) -> Option<Result<(), CallError>> {
         self.sent += 1;
-        match self.workload {
+        Some(match self.workload {
             Workload::Get => self.get(self.random_key()).await,
             Workload::Put => {
                 let key = if self.fresh {
-                    format!("bench-fresh-{}-{}", self.id, self.sent)
+                    self.fresh_key()
                 } else {
                     self.random_key()
                 };
                 self.put(self.store_id.clone(), key, -1, None).await
+            }
+            Workload::Create => {
+                let key = self.fresh_key();
+                self.put(self.store_id.clone(), key, 0, None).await
+            }
+            Workload::Delete => {
+                let key = self
+                    .keys
+                    .get(self.deleted.fetch_add(1, Ordering::Relaxed))?
+                    .clone();
+                self.delete(key).await
+            }
+            Workload::ListFirst => {
+                self.page_token = None;
+                self.list_page().await
             }
             Workload::Cas => {
                 let result = self
@@ -281,7 +336,7 @@ impl Worker {
                 }
                 _ => self.list_page().await,
             },
-        }
+        })
     }
 
     /// Advances the chained version after a success; re-reads it after a conflict.
@@ -305,6 +360,20 @@ pub async fn run(
     params: &Params,
     prepared: &Prepared,
 ) -> Result<RunResult, String> {
+    // `delete` deletes keys written for this run alone, in a store of their own.
+    let (store_id, keys) = match params.workload {
+        Workload::Delete => {
+            let store_id = format!("{}-{:08x}", prepared.store_id, fastrand::u32(..));
+            let keys: Arc<Vec<String>> = Arc::new((0..params.keys).map(key_name).collect());
+            for user in 0..target.user_count() {
+                fill(&target.as_user(user), &store_id, &keys, params.value_size).await?;
+            }
+            (store_id, keys)
+        }
+        _ => (prepared.store_id.clone(), prepared.keys.clone()),
+    };
+    let run = fastrand::u32(..);
+    let deleted = Arc::new(AtomicUsize::new(0));
     let warm_end = Instant::now() + params.warmup;
     let end = warm_end + params.duration;
     let budget = Arc::new(AtomicU64::new(0));
@@ -317,11 +386,13 @@ pub async fn run(
         let mut worker = Worker {
             id,
             conn,
-            store_id: prepared.store_id.clone(),
-            keys: prepared.keys.clone(),
+            store_id: store_id.clone(),
+            keys: keys.clone(),
             value: value(params.value_size),
             workload: params.workload,
             fresh: params.fresh,
+            run,
+            deleted: deleted.clone(),
             sent: 0,
             version: 0,
             page_token: None,
@@ -350,7 +421,9 @@ pub async fn run(
                         break;
                     }
                 }
-                let outcome = worker.step().await;
+                let Some(outcome) = worker.step().await else {
+                    break;
+                };
                 let elapsed = started.elapsed();
                 if let Err(CallError::Transport(_)) = &outcome {
                     // Start over on a fresh connection, as a client would.

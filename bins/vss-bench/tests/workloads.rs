@@ -24,46 +24,103 @@ async fn every_workload_runs_without_errors() {
         let _ = stopped.await;
     }));
 
-    for workload in ["get", "put", "cas", "global", "list", "mixed"] {
+    for workload in WORKLOADS {
         let url = url.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_vss-bench"))
-                .args(["run", "--url", &url, "--workload", workload])
-                .args([
-                    "--connections",
-                    "1,4",
-                    "--requests",
-                    "300",
-                    "--warmup",
-                    "0s",
-                ])
-                .args(["--keys", "150", "--value-size", "64", "--json"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "{workload}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let runs = json["runs"].as_array().unwrap();
-        assert_eq!(runs.len(), 2, "{workload}: one run per connection count");
-        for run in runs {
-            assert_eq!(run["workload"], workload);
-            assert!(
-                run["requests"].as_u64().unwrap() >= 300,
-                "{workload}: {run}"
-            );
-            assert_eq!(run["errors"], serde_json::json!({}), "{workload}: {run}");
-            assert!(run["p50_us"].as_u64().unwrap() <= run["max_us"].as_u64().unwrap());
-        }
+        let output = tokio::task::spawn_blocking(move || run_workload(&url, workload))
+            .await
+            .unwrap();
+        check_runs(workload, &output);
     }
 
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();
+}
+
+const WORKLOADS: [&str; 9] = [
+    "get",
+    "put",
+    "create",
+    "cas",
+    "global",
+    "list",
+    "list-first",
+    "delete",
+    "mixed",
+];
+
+/// 300 requests of `workload` at 1 and then 4 connections.
+fn run_workload(url: &str, workload: &str) -> std::process::Output {
+    // `delete` deletes each key once: give it more than it sends.
+    let keys = if workload == "delete" { "400" } else { "150" };
+    Command::new(env!("CARGO_BIN_EXE_vss-bench"))
+        .args(["run", "--url", url, "--workload", workload])
+        .args([
+            "--connections",
+            "1,4",
+            "--requests",
+            "300",
+            "--warmup",
+            "0s",
+        ])
+        .args(["--keys", keys, "--value-size", "64", "--json"])
+        .output()
+        .unwrap()
+}
+
+fn check_runs(workload: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{workload}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{workload}: one run per connection count");
+    for run in runs {
+        assert_eq!(run["workload"], workload.rsplit(' ').next().unwrap());
+        assert!(
+            run["requests"].as_u64().unwrap() >= 300,
+            "{workload}: {run}"
+        );
+        assert_eq!(run["errors"], serde_json::json!({}), "{workload}: {run}");
+        assert!(run["p50_us"].as_u64().unwrap() <= run["max_us"].as_u64().unwrap());
+    }
+}
+
+/// The in-process ceilings: the same workloads calling the store without HTTP.
+#[test]
+fn every_workload_runs_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite:{}?synchronous=full",
+        dir.path().join("bench.sqlite3").display()
+    );
+    for url in ["memory:", sqlite.as_str()] {
+        for workload in WORKLOADS {
+            check_runs(&format!("{url} {workload}"), &run_workload(url, workload));
+        }
+    }
+}
+
+/// `delete` sends one deleteObject per key it wrote, then stops, long before
+/// its duration.
+#[test]
+fn delete_stops_when_its_keys_are_gone() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vss-bench"))
+        .args(["run", "--url", "memory:", "--workload", "delete"])
+        .args(["--connections", "3", "--warmup", "0s", "--duration", "60s"])
+        .args(["--keys", "250", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["requests"], 250, "{run}");
+    assert!(run["seconds"].as_f64().unwrap() < 60.0, "{run}");
 }
 
 #[test]

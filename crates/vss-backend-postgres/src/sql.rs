@@ -368,6 +368,48 @@ mod tests {
         assert!("é\u{10FFFF}".as_bytes() < succ.as_slice());
         assert!("ê".as_bytes() >= succ.as_slice());
     }
+
+    /// scripts/pgbench holds the ceilings scripts/bench-postgres measures: each runs
+    /// one of these statements verbatim (its parameters named in comments), so a
+    /// statement changed here is the one measured there.
+    #[test]
+    fn pgbench_scripts_run_the_stores_statements() {
+        let statements = [
+            ("GET", GET),
+            ("ANY_ALONE", ANY_ALONE),
+            ("CREATE_ALONE", CREATE_ALONE),
+            ("UPDATE_ALONE", UPDATE_ALONE),
+            ("DELETE_OBJECT", DELETE_OBJECT),
+            ("LIST_FIRST", LIST_FIRST),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgbench");
+        let mut used = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines = text.lines();
+            let name = lines
+                .by_ref()
+                .find_map(|line| line.strip_prefix("-- statement: "))
+                .unwrap_or_else(|| panic!("{} names no statement", path.display()));
+            let (name, sql) = statements
+                .iter()
+                .find(|(n, _)| *n == name)
+                .copied()
+                .unwrap_or_else(|| panic!("{}: no statement {name}", path.display()));
+            assert_eq!(
+                lines.next(),
+                Some(format!("{sql};").as_str()),
+                "{} runs another {name} than sql.rs",
+                path.display()
+            );
+            used.push(name);
+        }
+        used.sort_unstable();
+        let mut all: Vec<_> = statements.iter().map(|(n, _)| *n).collect();
+        all.sort_unstable();
+        assert_eq!(used, all, "one script per statement");
+    }
 }
 
 /// The plans PostgreSQL makes for these statements on a table without statistics.
