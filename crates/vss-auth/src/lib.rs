@@ -33,7 +33,9 @@ pub use lnurl::{
     SPENT_CHALLENGES_STORE, SPENT_CHALLENGES_USER,
 };
 pub use multi::{HeaderForm, MultiAuthorizer};
-pub use sigs::{SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};
+/// The secp256k1 library of signature auth ([`sign`] takes its [`secp256k1::SecretKey`]).
+pub use secp256k1;
+pub use sigs::{sign, SigsAuthorizer, DEFAULT_SIGS_MAX_CLOCK_SKEW, SIGNING_CONSTANT};
 
 /// Authentication failures by method: `jwt`, `sigs`, `lnurl` (a refused
 /// LNURL-auth login), `missing` (no `Authorization` header) or `unknown` (a

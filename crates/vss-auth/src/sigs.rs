@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use secp256k1::ecdsa::Signature;
-use secp256k1::{Message, PublicKey, Secp256k1, VerifyOnly};
+use secp256k1::{Message, PublicKey, Secp256k1, SecretKey, VerifyOnly};
 use sha2::{Digest, Sha256};
 use vss_core::{UserToken, VssError};
 use vss_http::Authorizer;
@@ -110,16 +110,35 @@ impl SigsAuthorizer {
             )));
         }
 
-        let mut hasher = Sha256::new();
-        hasher.update(SIGNING_CONSTANT);
-        hasher.update(pubkey_bytes);
-        hasher.update(time.as_bytes());
-        let digest: [u8; 32] = hasher.finalize().into();
         self.secp
-            .verify_ecdsa(&Message::from_digest(digest), &signature, &pubkey)
+            .verify_ecdsa(&signed_message(pubkey_bytes, time), &signature, &pubkey)
             .map_err(|_| VssError::Auth("invalid signature".into()))?;
         UserToken::new(hex::encode(pubkey_bytes))
     }
+}
+
+/// What a signature header signs: `SHA256(SIGNING_CONSTANT || pubkey || time)`.
+fn signed_message(pubkey: &[u8], time: &str) -> Message {
+    let mut hasher = Sha256::new();
+    hasher.update(SIGNING_CONSTANT);
+    hasher.update(pubkey);
+    hasher.update(time.as_bytes());
+    Message::from_digest(hasher.finalize().into())
+}
+
+/// The `Authorization` value `vss-client-ng`'s `SigsAuthProvider` sends for
+/// `secret` at `unix_time`, which [`SigsAuthorizer`] accepts as the user
+/// `hex(public key)`: for tools and tests that act as a client (vss-testkit).
+pub fn sign(secret: &SecretKey, unix_time: u64) -> String {
+    let secp = Secp256k1::signing_only();
+    let pubkey = PublicKey::from_secret_key(&secp, secret).serialize();
+    let time = unix_time.to_string();
+    let signature = secp.sign_ecdsa(&signed_message(&pubkey, &time), secret);
+    format!(
+        "{}{}{time}",
+        hex::encode(pubkey),
+        hex::encode(signature.serialize_compact())
+    )
 }
 
 #[async_trait]

@@ -125,6 +125,10 @@ async fn sigs_auth_provider() {
     let server = TestServer::start(Arc::new(auth), None).await;
     let key = secret(7);
     let provider = SigsAuthProvider::new(key, HashMap::new());
+    // vss_auth::sign makes the client's header exactly (ECDSA here is deterministic).
+    let sent = provider.get_headers(&[]).await.unwrap()["Authorization"].clone();
+    let time: u64 = sent[66 + 128..].parse().unwrap(); // after the key and the signature
+    assert_eq!(vss_auth::sign(&key, time), sent);
     round_trip(&client(server.vss_url(), Arc::new(provider))).await;
 
     // The user is the public key in lowercase hex.

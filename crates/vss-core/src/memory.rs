@@ -4,7 +4,7 @@
 //! plain maps, every rule spelled out in the order the contract states it.
 //! The conformance suite's property test compares every backend against it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -30,6 +30,27 @@ struct Store {
     global_version: i64,
     last_sequence: i64,
     records: BTreeMap<String, Record>,
+    /// The listing order: (creation sequence, key) of every record, so that a
+    /// page reads its own keys only. Changed with `records` by `insert` and `remove`.
+    by_sequence: BTreeSet<(i64, String)>,
+}
+
+impl Store {
+    fn insert(&mut self, key: String, record: Record) -> Option<Record> {
+        let sequence = record.sequence;
+        let old = self.records.insert(key.clone(), record);
+        if let Some(old) = &old {
+            self.by_sequence.remove(&(old.sequence, key.clone()));
+        }
+        self.by_sequence.insert((sequence, key));
+        old
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Record> {
+        let record = self.records.remove(key)?;
+        self.by_sequence.remove(&(record.sequence, key.to_string()));
+        Some(record)
+    }
 }
 
 /// Every store, by (user, store id), and every user's usage.
@@ -150,7 +171,7 @@ impl KvStore for MemoryStore {
                 None => {
                     store.last_sequence += 1;
                     let sequence = store.last_sequence;
-                    store.records.insert(
+                    store.insert(
                         write.key,
                         Record {
                             version,
@@ -162,7 +183,7 @@ impl KvStore for MemoryStore {
             }
         }
         for delete in plan.deletes {
-            store.records.remove(&delete.key);
+            store.remove(&delete.key);
         }
         if let Some(expected) = plan.global_version {
             store.global_version = expected + 1;
@@ -180,7 +201,7 @@ impl KvStore for MemoryStore {
         let Stores { stores, usage } = &mut *guard;
         if let Some(store) = stores.get_mut(&(user.clone(), plan.store_id.clone())) {
             if plan.matches(store.records.get(&plan.key).map(|r| r.version)) {
-                if let Some(record) = store.records.remove(&plan.key) {
+                if let Some(record) = store.remove(&plan.key) {
                     let freed = Usage::of_item(&plan.key, record.value.len());
                     if let Some(used) = usage.get_mut(user) {
                         *used = used.minus(freed);
@@ -202,18 +223,21 @@ impl KvStore for MemoryStore {
             return Ok(plan.respond(Vec::new(), 0));
         };
         let before = plan.before_sequence.unwrap_or(i64::MAX);
-        let mut rows: Vec<ListedKey> = store
-            .records
-            .iter()
-            .filter(|(key, record)| record.sequence < before && plan.matches(key))
-            .map(|(key, record)| ListedKey {
-                key: key.clone(),
-                version: record.version,
-                sequence: record.sequence,
+        // Newest first, from the listing order: only the page's keys are read.
+        let rows: Vec<ListedKey> = store
+            .by_sequence
+            .range(..(before, String::new()))
+            .rev()
+            .filter(|(_, key)| plan.matches(key))
+            .take(plan.fetch_limit())
+            .filter_map(|(sequence, key)| {
+                store.records.get(key).map(|record| ListedKey {
+                    key: key.clone(),
+                    version: record.version,
+                    sequence: *sequence,
+                })
             })
             .collect();
-        rows.sort_by_key(|row| std::cmp::Reverse(row.sequence));
-        rows.truncate(plan.fetch_limit());
         Ok(plan.respond(rows, store.global_version))
     }
 
@@ -299,7 +323,7 @@ impl AdminStore for MemoryStore {
                 value: item.value.clone(),
                 sequence: item.position,
             };
-            if let Some(old) = target.records.insert(item.key.clone(), record) {
+            if let Some(old) = target.insert(item.key.clone(), record) {
                 *used = used.minus(Usage::of_item(&item.key, old.value.len()));
             }
             *used = used.plus(item.usage());

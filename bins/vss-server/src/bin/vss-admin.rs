@@ -74,6 +74,22 @@ enum Command {
     /// first; vss-server then refuses to start on the database until it is
     /// imported again.
     ExportReference(ServerArgs),
+    /// Ask a running vss-server whether it is ready; exit status 0 if so, 1 if not
+    ///
+    /// GETs the readiness probe (`/ready`) over plain HTTP and succeeds on 200:
+    /// the health check of the container image, where no curl is at hand.
+    /// The cause of a failure (no answer, or the probe's own) goes to stderr.
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// The probe's URL (on the main listener, or on `metrics_bind_address`'s)
+    #[arg(default_value = "http://127.0.0.1:8080/ready")]
+    url: String,
+    /// Seconds to wait for the answer
+    #[arg(long, default_value_t = 5)]
+    timeout_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -280,6 +296,7 @@ async fn open(config: &Config, side: &str) -> Result<Arc<dyn AdminStore>, String
 
 async fn run(command: Command) -> Result<ExitCode, String> {
     match command {
+        Command::Probe(args) => probe(&args).await,
         Command::ImportReference(ref args) | Command::ExportReference(ref args) => {
             let config = server_config(args)?;
             let BackendConfig::Postgres(settings) = &config.backend else {
@@ -576,4 +593,66 @@ async fn reference(
 #[cfg(not(feature = "postgres"))]
 async fn reference(_: bool, _: &vss_server::backend::PostgresSettings) -> Result<(), String> {
     Err("this build has no PostgreSQL backend: rebuild with `--features postgres`".into())
+}
+
+/// `vss-admin probe`: 0 when `args.url` answers 200 within the timeout.
+async fn probe(args: &ProbeArgs) -> Result<ExitCode, String> {
+    use http_body_util::BodyExt;
+
+    let url = &args.url;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: only http:// URLs (probe the server's own listener, from its host)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .clone();
+    let address = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+        tokio::spawn(connection);
+        let request = http::Request::get(path)
+            .header(http::header::HOST, authority.as_str())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(args.timeout_secs), exchange)
+            .await
+            .map_err(|_| format!("{url}: no answer within {} s", args.timeout_secs))??;
+    let text = String::from_utf8_lossy(&body);
+    let text: String = text.trim().chars().take(300).collect();
+    if status == http::StatusCode::OK {
+        println!("{url}: ready");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("vss-admin: {url}: not ready: HTTP {status}: {text}");
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -13,9 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
 use secp256k1::{Secp256k1, SecretKey};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use vss_auth::{LnurlAuthIssuer, SIGNING_CONSTANT};
+use vss_auth::LnurlAuthIssuer;
 use vss_core::proto::{ErrorCode, ErrorResponse};
 use vss_core::MemoryStore;
 use vss_http::{serve, Authorizer, HttpConfig, ServeOptions, VssService};
@@ -149,19 +148,7 @@ pub fn pubkey_hex(key: &SecretKey) -> String {
 
 /// A signature header as `SigsAuthProvider` builds it, signed at `time`.
 pub fn sigs_header(key: &SecretKey, time: u64) -> String {
-    let secp = Secp256k1::new();
-    let pubkey = key.public_key(&secp).serialize();
-    let mut hasher = Sha256::new();
-    hasher.update(SIGNING_CONSTANT);
-    hasher.update(pubkey);
-    hasher.update(time.to_string().as_bytes());
-    let digest: [u8; 32] = hasher.finalize().into();
-    let sig = secp.sign_ecdsa(&secp256k1::Message::from_digest(digest), key);
-    format!(
-        "{}{}{time}",
-        hex::encode(pubkey),
-        hex::encode(sig.serialize_compact())
-    )
+    vss_auth::sign(key, time)
 }
 
 /// The DER signature of `k1` (hex) by `key`, in hex, as LNURL-auth wallets send it.
