@@ -2,9 +2,9 @@
 //! engine or systemd runs here): the Dockerfile with hadolint and read for what
 //! its final image holds, packaging/compose.yaml with `docker-compose config`,
 //! packaging/vss-server.service with `systemd-analyze verify` and `security`;
-//! and `vss-admin probe`, the image's health check, against a real server.
-//! scripts/test installs the tools (scripts/services/packaging.sh); under
-//! CI=true a missing tool fails the test.
+//! `vss-admin probe`, the image's health check, against a real server; and
+//! that the library crates package cleanly. scripts/test installs the tools
+//! (scripts/services/packaging.sh); under CI=true a missing tool fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
 mod common;
@@ -263,4 +263,43 @@ async fn vss_admin_probe_succeeds_on_a_ready_server_only() {
         "{}",
         text(&output)
     );
+}
+
+/// The library crates are publishable: `cargo package --list` names their files
+/// without a warning (missing metadata, a placeholder, an unlisted file).
+#[test]
+fn the_library_crates_package_without_warnings() {
+    for name in [
+        "vss-core",
+        "vss-http",
+        "vss-auth",
+        "vss-backend-sqlite",
+        "vss-backend-postgres",
+        "vss-backend-redis",
+        "vss-backend-dynamodb",
+        "vss-testkit",
+    ] {
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "package",
+                "--no-verify",
+                "--list",
+                "--allow-dirty",
+                "-p",
+                name,
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{name}: {}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("warning"), "{name}: {stderr}");
+        let files = String::from_utf8_lossy(&output.stdout);
+        for required in ["Cargo.toml", "README.md", "src/lib.rs"] {
+            assert!(
+                files.lines().any(|f| f == required),
+                "{name} would publish without {required}"
+            );
+        }
+    }
 }
