@@ -5,8 +5,10 @@
 #   docker build -t vss-server .
 #   docker build --build-arg FEATURES=postgres -t vss-server:postgres .
 # Configure it with VSS_* variables or a file (docs: bins/vss-server/CONFIG.md); the
-# SQLite default keeps its database in the /data volume. packaging/compose.yaml runs it
-# with PostgreSQL. Checked by scripts/test (packaging/check) with hadolint.
+# SQLite default keeps its database in the /data volume (/data/vss-data/vss.sqlite3).
+# /metrics and the probes are on port 9090, apart from the VSS port (plain HTTP even when
+# the VSS port serves TLS). packaging/compose.yaml runs it with PostgreSQL. Checked by
+# scripts/test (bins/vss-server/tests/packaging.rs) with hadolint.
 
 ARG RUST_VERSION=1.95
 
@@ -27,14 +29,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /out/ /
+COPY --from=build /out/vss-server /out/vss-admin /
+# COPY makes files root's unless told: the data directory must be the server user's.
+COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
+WORKDIR /data
 # Off loopback the server needs authentication (or VSS_ALLOW_UNAUTHENTICATED=true).
+# No backend setting here: the one you give chooses it (SQLite when none).
 ENV VSS_BIND_ADDRESS=0.0.0.0:8080 \
-    VSS_SQLITE_PATH=/data/vss.sqlite3 \
+    VSS_METRICS_BIND_ADDRESS=0.0.0.0:9090 \
     VSS_LOG_FORMAT=json
-EXPOSE 8080
+EXPOSE 8080 9090
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["/vss-admin", "probe", "http://127.0.0.1:8080/ready"]
+    CMD ["/vss-admin", "probe", "http://127.0.0.1:9090/ready"]
 ENTRYPOINT ["/vss-server"]

@@ -374,15 +374,21 @@ pub async fn run(
     };
     let run = fastrand::u32(..);
     let deleted = Arc::new(AtomicUsize::new(0));
+    // Every connection is open before the clock starts: opening 256 of them
+    // is not part of what a run measures.
+    let mut conns = Vec::with_capacity(params.connections);
+    for id in 0..params.connections {
+        let conn = Connection::open(&target.as_user(id))
+            .await
+            .map_err(|e| format!("opening connection {id}: {e:?}"))?;
+        conns.push(conn);
+    }
     let warm_end = Instant::now() + params.warmup;
     let end = warm_end + params.duration;
     let budget = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for id in 0..params.connections {
+    for (id, conn) in conns.into_iter().enumerate() {
         let target = target.as_user(id);
-        let conn = Connection::open(&target)
-            .await
-            .map_err(|e| format!("opening connection {id}: {e:?}"))?;
         let mut worker = Worker {
             id,
             conn,
@@ -453,8 +459,33 @@ pub async fn run(
         let _ = histogram.add(&hist);
     }
     let measured_for = Instant::now().saturating_duration_since(warm_end);
+    if params.workload == Workload::Delete
+        && target.user_count() == 1
+        && deleted.load(Ordering::Relaxed) >= keys.len()
+    {
+        // deleteObject of a missing key succeeds too: check the keys are gone.
+        let left = keys_left(target, &store_id)
+            .await
+            .map_err(|e| format!("listing what delete left: {e:?}"))?;
+        if left > 0 {
+            total.errors.insert("KEYS_LEFT".to_string(), left);
+        }
+    }
     total.finish(params, measured_for, &histogram);
     Ok(total)
+}
+
+/// How many keys `store_id` still holds (up to a page of them).
+async fn keys_left(target: &Target, store_id: &str) -> Result<u64, CallError> {
+    let mut conn = Connection::open(target).await?;
+    let req = ListKeyVersionsRequest {
+        store_id: store_id.to_string(),
+        key_prefix: None,
+        page_size: Some(LIST_PAGE),
+        page_token: None,
+    };
+    let page: ListKeyVersionsResponse = conn.call(Operation::ListKeyVersions, &req).await?;
+    Ok(page.key_versions.len() as u64)
 }
 
 fn new_histogram() -> Result<Histogram<u64>, String> {

@@ -91,30 +91,49 @@ fn the_image_holds_the_binaries_and_ca_certificates_and_runs_unprivileged() {
             .collect()
     };
     assert_eq!(get("FROM"), ["scratch"], "nothing but what is copied in");
-    for copy in get("COPY") {
-        assert!(
-            copy == "--from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt"
-                || copy == "--from=build /out/ /",
-            "the final image copies only the CA bundle and the build's /out: {copy}"
-        );
-    }
+    assert_eq!(
+        get("COPY"),
+        [
+            "--from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
+            "--from=build /out/vss-server /out/vss-admin /",
+            "--from=build --chown=65532:65532 /out/data /data",
+        ],
+        "the final image holds the CA bundle, the two binaries and the server user's data directory"
+    );
     let user = get("USER");
     assert_eq!(user.len(), 1, "{stage:?}");
     let uid: u32 = user[0].split(':').next().unwrap().parse().unwrap();
     assert_ne!(uid, 0, "the image runs as root");
+    assert_eq!(uid, 65532, "the data directory belongs to another user");
     assert_eq!(get("ENTRYPOINT"), [r#"["/vss-server"]"#]);
-    // The health check asks the readiness probe on the address the image listens on.
+    // The health check asks the readiness probe on the operations listener, which
+    // stays plain HTTP whatever the VSS port serves.
     let health = get("HEALTHCHECK");
     assert_eq!(health.len(), 1, "{stage:?}");
-    let ready = format!("\"http://127.0.0.1:8080{}\"", vss_http::READINESS_PATHS[0]);
+    let ready = format!("\"http://127.0.0.1:9090{}\"", vss_http::READINESS_PATHS[0]);
     assert!(
         health[0].contains(r#"CMD ["/vss-admin", "probe", "#) && health[0].contains(&ready),
         "{}",
         health[0]
     );
-    assert!(get("ENV")
-        .iter()
-        .any(|env| env.contains("VSS_BIND_ADDRESS=0.0.0.0:8080")));
+    let env = get("ENV").join(" ");
+    assert!(env.contains("VSS_BIND_ADDRESS=0.0.0.0:8080"), "{env}");
+    assert!(
+        env.contains("VSS_METRICS_BIND_ADDRESS=0.0.0.0:9090"),
+        "{env}"
+    );
+    // A backend setting in the image would decide the backend for every deployment
+    // (and clash with the one the operator gives).
+    for backend in [
+        "VSS_SQLITE",
+        "VSS_PSQL",
+        "VSS_REDIS",
+        "VSS_DYNAMODB",
+        "VSS_BACKEND",
+    ] {
+        assert!(!env.contains(backend), "{env}");
+    }
+    assert_eq!(get("WORKDIR"), ["/data"]);
     // What /out holds, as the build stage makes it.
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     let installed: Vec<&str> = dockerfile
@@ -149,10 +168,17 @@ fn the_compose_file_is_valid_and_needs_a_database_password() {
         "condition: service_healthy",
         "VSS_BACKEND: postgres",
         "VSS_PSQL_PASSWORD: secret",
-        "127.0.0.1:8080:8080",
+        "VSS_QUOTA_MAX_BYTES_PER_USER",
+        "stop_grace_period: 30s",
     ] {
         assert!(config.contains(expected), "no {expected:?} in:\n{config}");
     }
+    // Published on loopback only (Compose v1 prints ports short, v2 long).
+    assert!(
+        config.contains("127.0.0.1:8080:8080") || config.contains("host_ip: 127.0.0.1"),
+        "{config}"
+    );
+    assert!(!config.contains("0.0.0.0:8080:8080"), "{config}");
     let without = tool(
         "VSS_TEST_DOCKER_COMPOSE",
         "docker-compose",
@@ -218,7 +244,8 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "NoNewPrivileges=yes",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
-        "Environment=VSS_SQLITE_PATH=/var/lib/vss-server/vss.sqlite3",
+        "WorkingDirectory=/var/lib/vss-server",
+        "LoadCredential=vss-server.toml:/etc/vss-server/vss-server.toml",
     ] {
         assert!(settings.lines().any(|l| l == line), "no {line}");
     }

@@ -50,7 +50,9 @@ pub enum Storage {
     #[default]
     Memory,
     /// SQLite (durable settings) on a file in a temporary directory, removed
-    /// when the server is dropped: the backend a self-hosted server runs by default.
+    /// when the server is dropped (after its thread ends, with
+    /// [`Builder::start_blocking`]; await [`TestServer::stop`] to have a server
+    /// in your runtime close the file first): the default of a self-hosted server.
     Sqlite,
 }
 
