@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
+#[macro_use]
 mod common;
 #[macro_use]
 mod client_suite;

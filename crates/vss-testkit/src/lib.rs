@@ -134,7 +134,8 @@ impl Builder {
     /// while the test awaits, so do not block it while the server must answer.
     pub async fn start(self) -> Result<TestServer, Error> {
         let (config, parts) = self.prepare()?;
-        let server = start_server(config, parts.store.clone()).await?;
+        let store = self.store;
+        let server = start_server(config, store).await?;
         let at = (server.local_addr(), server.url());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -152,13 +153,13 @@ impl Builder {
     /// and waits for the thread.
     pub fn start_blocking(self) -> Result<TestServer, Error> {
         let (config, parts) = self.prepare()?;
+        let store = self.store;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let store = parts.store.clone();
         let thread = std::thread::Builder::new()
             .name("vss-testkit".into())
             .spawn(move || {
@@ -186,16 +187,17 @@ impl Builder {
     }
 
     /// The server's configuration and what the [`TestServer`] keeps.
-    fn prepare(self) -> Result<(Config, Parts), Error> {
+    fn prepare(&self) -> Result<(Config, Parts), Error> {
         let dir = match (self.storage, &self.store) {
             (Storage::Sqlite, None) => {
                 Some(tempfile::Builder::new().prefix("vss-testkit").tempdir()?)
             }
             _ => None,
         };
-        let backend = match &dir {
-            Some(dir) => BackendConfig::Sqlite(SqliteSettings {
-                path: dir.path().join("vss.sqlite3"),
+        let sqlite_path = dir.as_ref().map(|d| d.path().join("vss.sqlite3"));
+        let backend = match &sqlite_path {
+            Some(path) => BackendConfig::Sqlite(SqliteSettings {
+                path: path.clone(),
                 synchronous_full: true,
             }),
             None => BackendConfig::Memory,
@@ -228,12 +230,10 @@ impl Builder {
             metrics: false,
             ..Config::default()
         };
-        let sqlite_path = dir.as_ref().map(|d| d.path().join("vss.sqlite3"));
         Ok((
             config,
             Parts {
                 credentials,
-                store: self.store,
                 dir,
                 sqlite_path,
             },
@@ -252,7 +252,6 @@ async fn start_server(config: Config, store: Option<Arc<dyn KvStore>>) -> Result
 /// What a [`TestServer`] keeps besides the running server.
 struct Parts {
     credentials: Credentials,
-    store: Option<Arc<dyn KvStore>>,
     dir: Option<tempfile::TempDir>,
     sqlite_path: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@
 //! current one; tests/client_v04.rs: 0.4, which ldk-node 0.7 uses).
 
 /// The suite for the vss-client-ng crate `$client`, at the test crate's root
-/// (it uses `mod common`).
+/// (it uses `mod common` and its macros: `#[macro_use] mod common;`).
 macro_rules! client_suite {
     ($client:ident) => {
         use std::collections::{HashMap, HashSet};
@@ -20,27 +20,10 @@ macro_rules! client_suite {
             PutObjectRequest,
         };
 
-        /// ldk-node's retry policy, shortened: retry transport and server errors,
-        /// never the answers a wallet believes.
-        type Policy = $client::util::retry::FilteredRetryPolicy<
-            $client::util::retry::MaxAttemptsRetryPolicy<
-                $client::util::retry::ExponentialBackoffRetryPolicy<ClientError>,
-            >,
-            Box<dyn Fn(&ClientError) -> bool + Send + Sync>,
-        >;
+        type Policy = ldk_policy_type!($client);
 
         fn policy() -> Policy {
-            use $client::util::retry::{ExponentialBackoffRetryPolicy, RetryPolicy};
-            ExponentialBackoffRetryPolicy::new(std::time::Duration::from_millis(10))
-                .with_max_attempts(3)
-                .skip_retry_on_error(Box::new(|e: &ClientError| {
-                    matches!(
-                        e,
-                        ClientError::NoSuchKeyError(..)
-                            | ClientError::InvalidRequestError(..)
-                            | ClientError::ConflictError(..)
-                    )
-                }) as _)
+            ldk_policy!($client)
         }
 
         struct Fixture {

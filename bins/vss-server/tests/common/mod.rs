@@ -135,29 +135,44 @@ pub fn token(sub: &str) -> String {
     .unwrap()
 }
 
-/// The retry policy of vss-client-ng the tests use.
-pub type ClientPolicy = vss_client_ng::util::retry::FilteredRetryPolicy<
-    vss_client_ng::util::retry::MaxAttemptsRetryPolicy<
-        vss_client_ng::util::retry::ExponentialBackoffRetryPolicy<vss_client_ng::error::VssError>,
-    >,
-    Box<dyn Fn(&vss_client_ng::error::VssError) -> bool + Send + Sync>,
->;
+/// The type of [`ldk_policy!`]'s policy for the vss-client-ng crate `$client`
+/// (0.6 as `vss_client_ng`, 0.4 as `vss_client_ng_04`).
+macro_rules! ldk_policy_type {
+    ($client:ident) => {
+        $client::util::retry::FilteredRetryPolicy<
+            $client::util::retry::MaxAttemptsRetryPolicy<
+                $client::util::retry::ExponentialBackoffRetryPolicy<$client::error::VssError>,
+            >,
+            Box<dyn Fn(&$client::error::VssError) -> bool + Send + Sync>,
+        >
+    };
+}
 
-/// ldk-node's policy, shortened: retry transport and server errors, never the
-/// answers a wallet believes.
+/// ldk-node's retry policy, shortened, in the vss-client-ng crate `$client`:
+/// retry transport and server errors, never the answers a wallet believes.
+macro_rules! ldk_policy {
+    ($client:ident) => {{
+        use $client::error::VssError as ClientError;
+        use $client::util::retry::{ExponentialBackoffRetryPolicy, RetryPolicy};
+        ExponentialBackoffRetryPolicy::new(std::time::Duration::from_millis(10))
+            .with_max_attempts(3)
+            .skip_retry_on_error(Box::new(|e: &ClientError| {
+                matches!(
+                    e,
+                    ClientError::NoSuchKeyError(..)
+                        | ClientError::InvalidRequestError(..)
+                        | ClientError::ConflictError(..)
+                )
+            }) as _)
+    }};
+}
+
+/// The retry policy of vss-client-ng (0.6) the tests use.
+pub type ClientPolicy = ldk_policy_type!(vss_client_ng);
+
+/// ldk-node's policy (see [`ldk_policy!`]).
 pub fn client_policy() -> ClientPolicy {
-    use vss_client_ng::error::VssError as ClientError;
-    use vss_client_ng::util::retry::{ExponentialBackoffRetryPolicy, RetryPolicy};
-    ExponentialBackoffRetryPolicy::new(std::time::Duration::from_millis(10))
-        .with_max_attempts(3)
-        .skip_retry_on_error(Box::new(|e: &ClientError| {
-            matches!(
-                e,
-                ClientError::NoSuchKeyError(..)
-                    | ClientError::InvalidRequestError(..)
-                    | ClientError::ConflictError(..)
-            )
-        }) as _)
+    ldk_policy!(vss_client_ng)
 }
 
 /// A key as ldk-node makes them: 600 characters of `[A-Za-z0-9+/#]`, distinct for each `n`.
