@@ -1,63 +1,178 @@
 //! `vss-conformance`: runs the VSS conformance suite against a live server.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Instant;
 
-use clap::Parser;
-use vss_conformance::HttpStore;
-use vss_core::conformance::{self, Subject};
+use clap::{ArgGroup, Parser, ValueEnum};
+use vss_auth::JwtSigner;
+use vss_conformance::report::{self, RunInfo};
+use vss_conformance::{rule_names, run_suite, HttpStore, Selection};
 use vss_core::StoreLimits;
 
-/// Runs the VSS conformance suite against a live server and prints a line per
-/// test, then `N passed, M failed`. Exits non-zero when any test failed.
+/// Runs the VSS conformance suite against a live server and reports every
+/// rule's verdict: by default a line per rule, then `N passed, M failed`.
+/// Exits 0 when no rule failed (and one passed), 1 when any failed, 2 when
+/// the settings are wrong.
 ///
-/// Tests work under fresh store ids, so a server with data on it is safe to test.
+/// Rules work under fresh store ids, so a server with data on it is safe to
+/// test. The isolation rules need two users: give a second credential
+/// (`--header-b`), or let the runner mint users (`--jwt-private-key`, `--sigs`).
 #[derive(Parser, Debug)]
 #[command(name = "vss-conformance", version)]
+#[command(group(ArgGroup::new("users").args(["header_b", "jwt_private_key", "sigs"])))]
 struct Args {
     /// The server's base URL, e.g. http://127.0.0.1:8080/vss.
-    #[arg(long, value_name = "URL")]
-    base_url: String,
+    #[arg(long, value_name = "URL", required_unless_present = "list")]
+    base_url: Option<String>,
 
     /// A header sent with every request, e.g. 'Authorization: Bearer <jwt>'. Repeatable.
     #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
     headers: Vec<String>,
 
+    /// A second user's credential, e.g. 'Authorization: Bearer <another jwt>', sent by the
+    /// second user of the isolation rules in place of the --header of that name. Repeatable.
+    #[arg(long = "header-b", value_name = "'NAME: VALUE'")]
+    header_b: Vec<String>,
+
+    /// Mint a JWT for every user with this private key (PEM: RSA, EC P-256 or Ed25519), for a
+    /// server that verifies its public key.
+    #[arg(long, value_name = "PATH")]
+    jwt_private_key: Option<PathBuf>,
+
+    /// Sign every request with signature auth (vss-client-ng's SigsAuthProvider), a fresh key per
+    /// user, for a server that accepts signature auth.
+    #[arg(long)]
+    sigs: bool,
+
+    /// Whether an answer without `vss-protocol-version: 0` fails every rule (as vss-client-ng 0.6
+    /// and later refuse it). With false, only the rule
+    /// replies_carry_the_protocol_version_header fails for it, and the others judge semantics
+    /// (as vss-client-ng 0.4 and ldk-node 0.7 see the server).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    require_protocol_header: bool,
+
+    /// The report on stdout: text (a line per rule as it finishes, then the summary), json or
+    /// junit (XML for CI systems; progress lines then go to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Run only the rules whose name contains this. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    only: Vec<String>,
+
+    /// Skip the rules whose name contains this. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    skip: Vec<String>,
+
+    /// Print every rule's name and exit.
+    #[arg(long)]
+    list: bool,
+
     /// The most items the server accepts in one putObjects (when lower than the protocol's 1000).
     #[arg(long, value_name = "N")]
     max_items_per_put: Option<usize>,
 
-    /// The server's largest listing page (when not the default 100).
+    /// The server's largest listing page (when not the protocol's 100).
     #[arg(long, value_name = "N")]
     max_page_size: Option<i32>,
+
+    /// The server's page when a listing asks for no size (when not 100, or the --max-page-size
+    /// below 100).
+    #[arg(long, value_name = "N")]
+    default_page_size: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Junit,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let store = match build_store(&args) {
-        Ok(store) => store,
+    if args.list {
+        for name in rule_names() {
+            println!("{name}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (store, selection) = match settings(&args) {
+        Ok(settings) => settings,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(2);
         }
     };
-    let report = conformance::run_all(|| {
-        let store = Arc::clone(&store);
-        async move { Subject::single_user(store) }
+    let started = Instant::now();
+    let text = args.format == Format::Text;
+    let outcomes = run_suite(&store, &selection, |outcome| {
+        if text {
+            println!("{}", report::line(outcome));
+        } else {
+            eprintln!("{}", report::line(outcome));
+        }
     })
     .await;
-    if report.failed() == 0 && report.passed() > 0 {
+    let info = RunInfo {
+        base_url: store.base_url().to_string(),
+        users: store.users_mode(),
+        require_protocol_header: args.require_protocol_header,
+        duration: started.elapsed(),
+    };
+    let rendered = match args.format {
+        Format::Text => Ok(report::summary(&outcomes) + "\n"),
+        Format::Json => Ok(report::json(&info, &outcomes)),
+        Format::Junit => report::junit(&info, &outcomes),
+    };
+    let written = rendered.and_then(|out| {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("writing the report: {e}"))
+    });
+    if let Err(err) = written {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let (passed, failed, _) = report::counts(&outcomes);
+    if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
-fn build_store(args: &Args) -> Result<Arc<HttpStore>, vss_conformance::ClientConfigError> {
-    let mut store = HttpStore::new(&args.base_url)?;
+fn settings(args: &Args) -> Result<(HttpStore, Selection), String> {
+    let selection =
+        Selection::new(args.only.clone(), args.skip.clone()).map_err(|e| e.to_string())?;
+    let base_url = args.base_url.as_deref().unwrap_or_default();
+    let mut store = HttpStore::new(base_url)
+        .map_err(|e| format!("--base-url: {e}"))?
+        .with_protocol_header_required(args.require_protocol_header);
     for header in &args.headers {
-        store = store.with_header(header)?;
+        store = store
+            .with_header(header)
+            .map_err(|e| format!("--header: {e}"))?;
+    }
+    for header in &args.header_b {
+        store = store
+            .with_second_user_header(header)
+            .map_err(|e| format!("--header-b: {e}"))?;
+    }
+    if let Some(path) = &args.jwt_private_key {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
+        let signer = JwtSigner::from_private_pem(&pem)
+            .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
+        store = store.with_jwt_signer(signer);
+    }
+    if args.sigs {
+        store = store.with_signature_auth();
     }
     let mut limits = StoreLimits::default();
     if let Some(n) = args.max_items_per_put {
@@ -67,5 +182,17 @@ fn build_store(args: &Args) -> Result<Arc<HttpStore>, vss_conformance::ClientCon
         limits.max_page_size = n;
         limits.default_page_size = limits.default_page_size.min(n);
     }
-    Ok(Arc::new(store.with_limits(limits)))
+    if let Some(n) = args.default_page_size {
+        limits.default_page_size = n;
+    }
+    if limits.max_items_per_put < 1 {
+        return Err("--max-items-per-put must be at least 1".into());
+    }
+    if limits.default_page_size < 1 || limits.default_page_size > limits.max_page_size {
+        return Err(format!(
+            "--default-page-size {} must be between 1 and the largest page, {} (--max-page-size)",
+            limits.default_page_size, limits.max_page_size
+        ));
+    }
+    Ok((store.with_limits(limits), selection))
 }

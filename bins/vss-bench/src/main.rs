@@ -144,23 +144,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// the key in `path`. The run's random part keeps runs' users apart.
 fn mint_tokens(path: &Path, users: usize) -> Result<Vec<String>, String> {
     let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (key, signing) = vss_auth::JwtKey::from_private_pem(&pem)
+    let signer = vss_auth::JwtSigner::from_private_pem(&pem)
         .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| format!("the clock: {e}"))?
-        .as_secs()
-        + 86_400;
     let run = fastrand::u32(..);
     (0..users)
         .map(|i| {
-            let claims = serde_json::json!({ "sub": format!("bench-{run:08x}-{i}"), "exp": exp });
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(key.algorithm()),
-                &claims,
-                &signing,
-            )
-            .map_err(|e| format!("minting a token: {e}"))
+            signer
+                .token(
+                    &format!("bench-{run:08x}-{i}"),
+                    std::time::Duration::from_secs(86_400),
+                )
+                .map_err(|e| format!("minting a token: {e}"))
         })
         .collect()
 }

@@ -48,6 +48,9 @@ pub enum JwtConfigError {
     /// An algorithm the key cannot verify, or not known.
     #[error("{0}")]
     Algorithm(String),
+    /// A token could not be signed.
+    #[error("signing a JWT failed: {0}")]
+    Signing(String),
 }
 
 /// One key that verifies tokens, bound to the algorithms its configuration
@@ -70,6 +73,55 @@ impl std::fmt::Debug for JwtKey {
             .field("algorithms", &self.algorithms)
             .field("key_holder_subjects", &self.key_holder_subjects)
             .finish_non_exhaustive()
+    }
+}
+
+/// Signs tokens that a [`JwtAuthorizer`] holding the matching public key
+/// accepts: `sub` is the user, `exp` ends the token's lifetime. For tools and
+/// tests that act as many users (vss-conformance, vss-bench, vss-testkit); an
+/// issuer in production sets its own claims (see [`crate::LnurlAuthIssuer`]).
+pub struct JwtSigner {
+    key: JwtKey,
+    signing: EncodingKey,
+}
+
+impl std::fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key is never printed.
+        f.debug_struct("JwtSigner")
+            .field("algorithm", &self.key.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    /// A signer of the private key in `pem` (as [`JwtKey::from_private_pem`]
+    /// takes it: RSA of at least [`MIN_RSA_BITS`] bits → RS256, EC P-256 →
+    /// ES256, Ed25519 → EdDSA).
+    pub fn from_private_pem(pem: &str) -> Result<JwtSigner, JwtConfigError> {
+        let (key, signing) = JwtKey::from_private_pem(pem)?;
+        Ok(JwtSigner { key, signing })
+    }
+
+    /// The public key that verifies this signer's tokens.
+    pub fn verification_key(&self) -> &JwtKey {
+        &self.key
+    }
+
+    /// A token for the user `sub`, valid from now (the system clock) for `lifetime`.
+    pub fn token(
+        &self,
+        sub: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<String, JwtConfigError> {
+        let exp = SystemClock.now_unix().saturating_add(lifetime.as_secs());
+        let claims = serde_json::json!({ "sub": sub, "exp": exp });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(self.key.algorithm()),
+            &claims,
+            &self.signing,
+        )
+        .map_err(|e| JwtConfigError::Signing(e.to_string()))
     }
 }
 

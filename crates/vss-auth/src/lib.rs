@@ -26,7 +26,7 @@ mod multi;
 mod sigs;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use jwt::{JwtAuthorizer, JwtConfigError, JwtKey, JWT_LEEWAY_SECS, MIN_RSA_BITS};
+pub use jwt::{JwtAuthorizer, JwtConfigError, JwtKey, JwtSigner, JWT_LEEWAY_SECS, MIN_RSA_BITS};
 pub use lnurl::{
     LnurlAuthConfig, LnurlAuthIssuer, LoginError, SpentChallenges, CLOCK_SKEW_ALLOWANCE,
     DEFAULT_CHALLENGE_TTL, DEFAULT_LNURL_AUTH_PATH, DEFAULT_TOKEN_TTL, LNURL_AUTH_KID,

@@ -312,3 +312,57 @@ async fn a_key_vouching_for_key_holders_reserves_public_key_subjects_for_itself(
     let alice = mint(Algorithm::RS256, None, PRIVATE_PEM, claims("alice"));
     assert_eq!(check(&beside, &alice).await.unwrap(), "alice");
 }
+
+#[tokio::test]
+async fn a_signer_mints_tokens_its_public_key_verifies() {
+    let cases = [
+        (
+            include_str!("fixtures/jwt/rs256-private.pem"),
+            include_str!("fixtures/jwt/rs256-public.pem"),
+            Algorithm::RS256,
+        ),
+        (ES256_PRIVATE, ES256_PUBLIC, Algorithm::ES256),
+        (ED25519_PRIVATE, ED25519_PUBLIC, Algorithm::EdDSA),
+    ];
+    for (i, (private, public, algorithm)) in cases.iter().copied().enumerate() {
+        let signer = vss_auth::JwtSigner::from_private_pem(private).unwrap();
+        assert_eq!(signer.verification_key().algorithm(), algorithm);
+        let token = signer
+            .token("minted-user", std::time::Duration::from_secs(600))
+            .unwrap();
+        // The server's configuration (the public PEM) and the signer's own key both verify it.
+        for auth in [
+            JwtAuthorizer::from_public_pems(public).unwrap(),
+            JwtAuthorizer::new(vec![signer.verification_key().clone()]).unwrap(),
+        ] {
+            assert_eq!(check(&auth, &token).await.unwrap(), "minted-user");
+        }
+        // A token with no lifetime left is refused once the leeway has passed too.
+        let expired = signer
+            .token("minted-user", std::time::Duration::ZERO)
+            .unwrap();
+        let auth =
+            JwtAuthorizer::from_public_pems(public)
+                .unwrap()
+                .with_clock(std::sync::Arc::new(vss_auth::ManualClock::new(
+                    now() as u64 + vss_auth::JWT_LEEWAY_SECS + 1,
+                )));
+        assert!(matches!(
+            check(&auth, &expired).await,
+            Err(VssError::Auth(_))
+        ));
+        // Another key's authorizer refuses it.
+        let other = JwtAuthorizer::from_public_pems(cases[(i + 1) % cases.len()].1).unwrap();
+        assert!(matches!(
+            check(&other, &token).await,
+            Err(VssError::Auth(_))
+        ));
+    }
+    assert!(matches!(
+        vss_auth::JwtSigner::from_private_pem("not a key"),
+        Err(JwtConfigError::InvalidKey(_))
+    ));
+    // The private key is never printed.
+    let signer = vss_auth::JwtSigner::from_private_pem(ED25519_PRIVATE).unwrap();
+    assert!(!format!("{signer:?}").contains("PRIVATE"));
+}

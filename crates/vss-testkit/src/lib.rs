@@ -289,7 +289,8 @@ enum Credentials {
 /// An Ed25519 key the server trusts and the test signs with.
 struct JwtSigner {
     public_pem: String,
-    signing: jsonwebtoken::EncodingKey,
+    private_pem: String,
+    signer: vss_auth::JwtSigner,
 }
 
 impl JwtSigner {
@@ -312,24 +313,18 @@ impl JwtSigner {
         ];
         let private_pem = pem("PRIVATE KEY", &[&PKCS8_PREFIX[..], &seed].concat());
         let public_pem = pem("PUBLIC KEY", &[&SPKI_PREFIX[..], &public].concat());
-        let (_, signing) = vss_auth::JwtKey::from_private_pem(&private_pem)
+        let signer = vss_auth::JwtSigner::from_private_pem(&private_pem)
             .map_err(|e| Error::Key(e.to_string()))?;
         Ok(JwtSigner {
             public_pem,
-            signing,
+            private_pem,
+            signer,
         })
     }
 
     fn token(&self, user: &str) -> String {
-        let exp = unix_now() + TOKEN_LIFETIME.as_secs();
-        let claims = serde_json::json!({ "sub": user, "exp": exp });
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-            &claims,
-            &self.signing,
-        )
-        // Encoding claims of two plain fields with a key that loaded cannot fail.
-        .unwrap_or_default()
+        // Signing plain claims with a key that loaded cannot fail.
+        self.signer.token(user, TOKEN_LIFETIME).unwrap_or_default()
     }
 }
 
@@ -413,6 +408,16 @@ impl TestServer {
     pub fn jwt_for(&self, user: &str) -> Option<String> {
         match &self.credentials {
             Credentials::Jwt(signer) => Some(signer.token(user)),
+            _ => None,
+        }
+    }
+
+    /// The private key (PKCS#8 PEM, Ed25519) that signs this server's JWTs,
+    /// under [`Auth::Jwt`]: for tools that mint their own users, such as
+    /// `vss-conformance --jwt-private-key` or `vss-bench --jwt-private-key`.
+    pub fn jwt_private_key_pem(&self) -> Option<&str> {
+        match &self.credentials {
+            Credentials::Jwt(signer) => Some(&signer.private_pem),
             _ => None,
         }
     }
