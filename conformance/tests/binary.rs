@@ -3,9 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on failure.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::HeaderMap;
@@ -26,27 +27,8 @@ async fn server(
 }
 
 async fn run(args: &[&str]) -> (Option<i32>, String) {
-    let (code, stdout, _) = run_full(args).await;
-    (code, stdout)
-}
-
-async fn run_full(args: &[&str]) -> (Option<i32>, String, String) {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vss-conformance"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("vss-conformance hung")
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    let run = common::run(args).await;
+    (run.code, run.stdout)
 }
 
 fn summary(stdout: &str) -> (usize, usize) {
@@ -168,7 +150,8 @@ async fn headers_are_sent_with_every_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_or_invalid_url_is_reported() {
-    let (code, _, stderr) = run_full(&["--base-url", "ftp://127.0.0.1/vss"]).await;
+    let common::Run { code, stderr, .. } =
+        common::run(&["--base-url", "ftp://127.0.0.1/vss"]).await;
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("must start with http:// or https://"),

@@ -11,9 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+
+mod common;
 
 use bytes::Bytes;
+use common::{run, Run};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -23,32 +25,6 @@ use serde_json::Value;
 use vss_conformance::{rule_names, PROTOCOL_HEADER_RULE};
 use vss_core::{MemoryStore, StoreLimits};
 use vss_testkit::{Auth, Storage, TestServer};
-
-/// What one run of the binary printed and answered.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(args: &[&str]) -> Run {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vss-conformance"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
-        .await
-        .expect("vss-conformance hung")
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
 
 /// Every rule's verdict (`pass`, `fail`, `skip`) from a JSON report, checking
 /// the report's shape and counts on the way.
