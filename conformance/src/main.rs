@@ -9,12 +9,12 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use vss_auth::JwtSigner;
 use vss_conformance::report::{self, RunInfo};
 use vss_conformance::{rule_names, run_suite, HttpStore, Selection};
-use vss_core::StoreLimits;
+use vss_core::{StoreLimits, PROTOCOL_MAX_ITEMS_PER_PUT};
 
 /// Runs the VSS conformance suite against a live server and reports every
 /// rule's verdict: by default a line per rule, then `N passed, M failed`.
 /// Exits 0 when no rule failed (and one passed), 1 when any failed, 2 when
-/// the settings are wrong.
+/// the settings are wrong or the report could not be written.
 ///
 /// Rules work under fresh store ids, so a server with data on it is safe to
 /// test. The isolation rules need two users: give a second credential
@@ -41,6 +41,18 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     jwt_private_key: Option<PathBuf>,
 
+    /// The `aud` claim of minted JWTs, for a server that requires an audience.
+    #[arg(long, value_name = "AUDIENCE", requires = "jwt_private_key")]
+    jwt_audience: Option<String>,
+
+    /// The `iss` claim of minted JWTs, for a server that requires an issuer.
+    #[arg(long, value_name = "ISSUER", requires = "jwt_private_key")]
+    jwt_issuer: Option<String>,
+
+    /// The `kid` header of minted JWTs, for a server whose keys are named.
+    #[arg(long, value_name = "KID", requires = "jwt_private_key")]
+    jwt_kid: Option<String>,
+
     /// Sign every request with signature auth (vss-client-ng's SigsAuthProvider), a fresh key per
     /// user, for a server that accepts signature auth.
     #[arg(long)]
@@ -66,7 +78,7 @@ struct Args {
     #[arg(long, value_name = "PATTERN")]
     skip: Vec<String>,
 
-    /// Print every rule's name and exit.
+    /// Print the name of every rule that would run (after --only and --skip) and exit.
     #[arg(long)]
     list: bool,
 
@@ -95,10 +107,18 @@ enum Format {
 async fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
-        for name in rule_names() {
-            println!("{name}");
-        }
-        return ExitCode::SUCCESS;
+        return match Selection::new(args.only.clone(), args.skip.clone()) {
+            Ok(selection) => {
+                for name in rule_names().into_iter().filter(|n| selection.selects(n)) {
+                    println!("{name}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(2)
+            }
+        };
     }
     let (store, selection) = match settings(&args) {
         Ok(settings) => settings,
@@ -167,8 +187,21 @@ fn settings(args: &Args) -> Result<(HttpStore, Selection), String> {
     if let Some(path) = &args.jwt_private_key {
         let pem = std::fs::read_to_string(path)
             .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
-        let signer = JwtSigner::from_private_pem(&pem)
+        let mut signer = JwtSigner::from_private_pem(&pem)
             .map_err(|e| format!("--jwt-private-key {}: {e}", path.display()))?;
+        if let Some(audience) = &args.jwt_audience {
+            signer = signer
+                .with_audience(audience)
+                .map_err(|e| format!("--jwt-audience: {e}"))?;
+        }
+        if let Some(issuer) = &args.jwt_issuer {
+            signer = signer
+                .with_issuer(issuer)
+                .map_err(|e| format!("--jwt-issuer: {e}"))?;
+        }
+        if let Some(kid) = &args.jwt_kid {
+            signer = signer.with_kid(kid);
+        }
         store = store.with_jwt_signer(signer);
     }
     if args.sigs {
@@ -176,17 +209,22 @@ fn settings(args: &Args) -> Result<(HttpStore, Selection), String> {
     }
     let mut limits = StoreLimits::default();
     if let Some(n) = args.max_items_per_put {
+        if !(1..=PROTOCOL_MAX_ITEMS_PER_PUT).contains(&n) {
+            return Err(format!(
+                "--max-items-per-put {n} must be between 1 and the protocol's {PROTOCOL_MAX_ITEMS_PER_PUT}"
+            ));
+        }
         limits.max_items_per_put = n;
     }
     if let Some(n) = args.max_page_size {
+        if n < 1 {
+            return Err(format!("--max-page-size {n} must be at least 1"));
+        }
         limits.max_page_size = n;
         limits.default_page_size = limits.default_page_size.min(n);
     }
     if let Some(n) = args.default_page_size {
         limits.default_page_size = n;
-    }
-    if limits.max_items_per_put < 1 {
-        return Err("--max-items-per-put must be at least 1".into());
     }
     if limits.default_page_size < 1 || limits.default_page_size > limits.max_page_size {
         return Err(format!(

@@ -48,18 +48,6 @@ fn as_report(outcomes: &[Outcome]) -> Report {
     }
 }
 
-/// The text report: a line per rule, then the summary.
-pub fn text(outcomes: &[Outcome]) -> String {
-    let mut out = String::new();
-    for outcome in outcomes {
-        out.push_str(&line(outcome));
-        out.push('\n');
-    }
-    out.push_str(&summary(outcomes));
-    out.push('\n');
-    out
-}
-
 fn verdict(outcome: &Outcome) -> (&'static str, Option<&str>) {
     match &outcome.result {
         Ok(()) => ("pass", None),

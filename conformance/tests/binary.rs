@@ -175,3 +175,120 @@ async fn an_unreachable_or_invalid_url_is_reported() {
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(summary(&stdout).0, 0);
 }
+
+/// Requires `X-Test-Key: sesame`; the user is the `Authorization` header's value.
+struct KeyAndUserAuthorizer;
+
+#[async_trait]
+impl Authorizer for KeyAndUserAuthorizer {
+    async fn authorize(&self, headers: &HeaderMap) -> Result<UserToken, VssError> {
+        match (headers.get("x-test-key"), headers.get("authorization")) {
+            (Some(key), Some(user)) if key == "sesame" => {
+                UserToken::new(user.to_str().unwrap_or_default())
+            }
+            _ => Err(VssError::Auth("no key or no user".into())),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_credential_replaces_only_headers_of_its_names() {
+    let (addr, _stop) = server(Arc::new(MemoryStore::new()), Arc::new(KeyAndUserAuthorizer)).await;
+    let url = format!("http://{addr}/vss");
+    // The gateway key goes with both users' requests; only Authorization differs.
+    let args = [
+        "--base-url",
+        &url,
+        "--header",
+        "X-Test-Key: sesame",
+        "--header",
+        "Authorization: alice",
+        "--header-b",
+        "Authorization: bob",
+        "--only",
+        "isolated",
+    ];
+    let (code, stdout) = run(&args).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("PASS users_are_isolated"), "{stdout}");
+    // --header-b repeats: a second user with its own gateway key too.
+    let mut repeated = args.to_vec();
+    repeated.extend(["--header-b", "X-Test-Key: sesame"]);
+    let (code, stdout) = run(&repeated).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    // A second user without the gateway key is refused: its header replaced the common one.
+    let mut wrong = args.to_vec();
+    wrong.extend(["--header-b", "X-Test-Key: wrong"]);
+    let (code, stdout) = run(&wrong).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL users_are_isolated"), "{stdout}");
+    assert!(stdout.contains("PASS stores_are_isolated"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minted_jwts_carry_the_audience_issuer_and_kid_a_server_requires() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/vss-auth/tests/fixtures/jwt"
+    );
+    let public = std::fs::read_to_string(format!("{fixtures}/es256-public.pem")).unwrap();
+    let authorizer = vss_auth::JwtAuthorizer::new(vec![vss_auth::JwtKey::from_public_pem(&public)
+        .unwrap()
+        .with_kid("k1")])
+    .unwrap()
+    .with_audience("vss")
+    .unwrap()
+    .with_issuer("https://issuer.example")
+    .unwrap();
+    let (addr, _stop) = server(Arc::new(MemoryStore::new()), Arc::new(authorizer)).await;
+    let url = format!("http://{addr}/vss");
+    let key = format!("{fixtures}/es256-private.pem");
+    let base = [
+        "--base-url",
+        &url,
+        "--jwt-private-key",
+        &key,
+        "--only",
+        "isolated",
+    ];
+    let (code, stdout) = run(&base).await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("authentication failed"), "{stdout}");
+    let mut claims = base.to_vec();
+    claims.extend([
+        "--jwt-audience",
+        "vss",
+        "--jwt-issuer",
+        "https://issuer.example",
+        "--jwt-kid",
+        "k1",
+    ]);
+    let (code, stdout) = run(&claims).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("PASS users_are_isolated"), "{stdout}");
+    // The claims need a key to sign with.
+    let (code, _) = run(&["--base-url", &url, "--jwt-audience", "vss"]).await;
+    assert_eq!(code, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_out_of_range_are_refused_naming_the_flag() {
+    for (flag, value) in [
+        ("--max-page-size", "0"),
+        ("--max-items-per-put", "0"),
+        ("--max-items-per-put", "1001"),
+        ("--default-page-size", "101"),
+    ] {
+        let run = common::run(&["--base-url", "http://127.0.0.1:1/vss", flag, value]).await;
+        assert_eq!(run.code, Some(2), "{flag} {value}: {}", run.stderr);
+        assert!(run.stderr.contains(flag), "{flag} {value}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+    // --list shows what --only and --skip select, without a server.
+    let listed = common::run(&["--list", "--only", "isolated", "--skip", "users"]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert_eq!(
+        listed.stdout.lines().collect::<Vec<_>>(),
+        ["stores_are_isolated"]
+    );
+}

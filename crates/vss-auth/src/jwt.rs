@@ -77,12 +77,17 @@ impl std::fmt::Debug for JwtKey {
 }
 
 /// Signs tokens that a [`JwtAuthorizer`] holding the matching public key
-/// accepts: `sub` is the user, `exp` ends the token's lifetime. For tools and
-/// tests that act as many users (vss-conformance, vss-bench, vss-testkit); an
-/// issuer in production sets its own claims (see [`crate::LnurlAuthIssuer`]).
+/// accepts: `sub` is the user, `exp` ends the token's lifetime, and `aud`,
+/// `iss` and the header's `kid` are set when given (for an authorizer that
+/// requires them). For tools and tests that act as many users
+/// (vss-conformance, vss-bench, vss-testkit); an issuer in production sets its
+/// own claims (see [`crate::LnurlAuthIssuer`]).
 pub struct JwtSigner {
     key: JwtKey,
     signing: EncodingKey,
+    audience: Option<String>,
+    issuer: Option<String>,
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for JwtSigner {
@@ -90,6 +95,9 @@ impl std::fmt::Debug for JwtSigner {
         // The private key is never printed.
         f.debug_struct("JwtSigner")
             .field("algorithm", &self.key.algorithm())
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +108,38 @@ impl JwtSigner {
     /// ES256, Ed25519 → EdDSA).
     pub fn from_private_pem(pem: &str) -> Result<JwtSigner, JwtConfigError> {
         let (key, signing) = JwtKey::from_private_pem(pem)?;
-        Ok(JwtSigner { key, signing })
+        Ok(JwtSigner {
+            key,
+            signing,
+            audience: None,
+            issuer: None,
+            kid: None,
+        })
+    }
+
+    /// Puts `aud` in every token (for [`JwtAuthorizer::with_audience`]).
+    pub fn with_audience(mut self, audience: &str) -> Result<Self, JwtConfigError> {
+        if audience.is_empty() {
+            return Err(JwtConfigError::EmptyAudience);
+        }
+        self.audience = Some(audience.to_string());
+        Ok(self)
+    }
+
+    /// Puts `iss` in every token (for [`JwtAuthorizer::with_issuer`]).
+    pub fn with_issuer(mut self, issuer: &str) -> Result<Self, JwtConfigError> {
+        if issuer.is_empty() {
+            return Err(JwtConfigError::EmptyIssuer);
+        }
+        self.issuer = Some(issuer.to_string());
+        Ok(self)
+    }
+
+    /// Names the key in every token's header (`kid`, for an authorizer whose
+    /// keys are named: [`JwtKey::with_kid`]).
+    pub fn with_kid(mut self, kid: &str) -> Self {
+        self.kid = Some(kid.to_string());
+        self
     }
 
     /// The public key that verifies this signer's tokens.
@@ -115,13 +154,17 @@ impl JwtSigner {
         lifetime: std::time::Duration,
     ) -> Result<String, JwtConfigError> {
         let exp = SystemClock.now_unix().saturating_add(lifetime.as_secs());
-        let claims = serde_json::json!({ "sub": sub, "exp": exp });
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(self.key.algorithm()),
-            &claims,
-            &self.signing,
-        )
-        .map_err(|e| JwtConfigError::Signing(e.to_string()))
+        let mut claims = serde_json::json!({ "sub": sub, "exp": exp });
+        if let Some(audience) = &self.audience {
+            claims["aud"] = audience.as_str().into();
+        }
+        if let Some(issuer) = &self.issuer {
+            claims["iss"] = issuer.as_str().into();
+        }
+        let mut header = jsonwebtoken::Header::new(self.key.algorithm());
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, &claims, &self.signing)
+            .map_err(|e| JwtConfigError::Signing(e.to_string()))
     }
 }
 

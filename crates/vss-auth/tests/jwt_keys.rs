@@ -362,6 +362,41 @@ async fn a_signer_mints_tokens_its_public_key_verifies() {
         vss_auth::JwtSigner::from_private_pem("not a key"),
         Err(JwtConfigError::InvalidKey(_))
     ));
+    // Audience, issuer and kid, for an authorizer that requires them.
+    let strict = || {
+        JwtAuthorizer::new(vec![JwtKey::from_public_pem(ES256_PUBLIC)
+            .unwrap()
+            .with_kid("k1")])
+        .unwrap()
+        .with_audience("vss")
+        .unwrap()
+        .with_issuer("https://issuer.example")
+        .unwrap()
+    };
+    let signer = |kid: &str| {
+        vss_auth::JwtSigner::from_private_pem(ES256_PRIVATE)
+            .unwrap()
+            .with_audience("vss")
+            .unwrap()
+            .with_issuer("https://issuer.example")
+            .unwrap()
+            .with_kid(kid)
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let plain = vss_auth::JwtSigner::from_private_pem(ES256_PRIVATE).unwrap();
+    assert!(check(&strict(), &plain.token("u", hour).unwrap())
+        .await
+        .is_err());
+    let token = signer("k1").token("u", hour).unwrap();
+    assert_eq!(check(&strict(), &token).await.unwrap(), "u");
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(),
+        Some("k1")
+    );
+    assert_eq!(
+        plain.with_audience("").unwrap_err(),
+        JwtConfigError::EmptyAudience
+    );
     // The private key is never printed.
     let signer = vss_auth::JwtSigner::from_private_pem(ED25519_PRIVATE).unwrap();
     assert!(!format!("{signer:?}").contains("PRIVATE"));

@@ -208,7 +208,7 @@ impl Builder {
                 let key = JwtSigner::generate()?;
                 (
                     AuthConfig::jwt(key.public_pem.clone()),
-                    Credentials::Jwt(key),
+                    Credentials::Jwt(Box::new(key)),
                 )
             }
             Auth::Sigs => (
@@ -282,7 +282,7 @@ enum Running {
 
 enum Credentials {
     None,
-    Jwt(JwtSigner),
+    Jwt(Box<JwtSigner>),
     Sigs,
 }
 

@@ -22,8 +22,9 @@
 //!
 //! The same tests as functions, each taking a factory and answering a
 //! [`TestResult`]: [`run_rule`] (one rule by name), [`run_model`],
-//! [`run_races`]; and [`run_all`], every rule in order with a line each (what
-//! the `vss-conformance` binary prints).
+//! [`run_races`]; and [`run_all`], every rule in order with a line each (the
+//! lines `vss-conformance` prints; it runs the rules over HTTP with its own
+//! `run_suite`, which adds the protocol header's rule and durations).
 //!
 //! Tests work in stores and users with fresh random names, so a subject may be
 //! shared with other tests and with data that is already there.
