@@ -32,17 +32,10 @@ fn client(url: &str, headers: HashMap<String, String>) -> VssClient<Policy> {
 }
 
 fn bearer(sub: &str) -> HashMap<String, String> {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let token = vss_auth::JwtSigner::from_private_pem(PRIVATE_PEM)
         .unwrap()
-        .as_secs()
-        + 600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &serde_json::json!({ "sub": sub, "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).unwrap(),
-    )
-    .unwrap();
+        .token(sub, Duration::from_secs(600))
+        .unwrap();
     HashMap::from([("Authorization".to_string(), format!("Bearer {token}"))])
 }
 

@@ -121,18 +121,10 @@ pub const RSA1024_PUBLIC_PEM: &str =
     include_str!("../../../../crates/vss-auth/tests/fixtures/jwt/rsa1024-public.pem");
 
 pub fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    vss_auth::JwtSigner::from_private_pem(PRIVATE_PEM)
         .unwrap()
-        .as_secs()
-        + 3600;
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).unwrap();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &serde_json::json!({ "sub": sub, "exp": exp }),
-        &key,
-    )
-    .unwrap()
+        .token(sub, std::time::Duration::from_secs(3600))
+        .unwrap()
 }
 
 /// The type of [`ldk_policy!`]'s policy for the vss-client-ng crate `$client`
