@@ -6,7 +6,7 @@ use bytes::Bytes;
 use vss_core::admin::{self, ItemsPage, PageSize, StoreRef, StoredItem, StoresPage, UsagePage};
 use vss_core::{AdminStore, KvStore, Usage, UserToken, VssError};
 
-use crate::store::{decode_key, internal, prepare};
+use crate::store::{decode_key, internal, prepare, release};
 use crate::PostgresStore;
 
 /// A page of stores that hold keys or a global version, after `($1, $2)`,
@@ -161,6 +161,7 @@ impl AdminStore for PostgresStore {
             .await
             .map_err(internal)?;
         let mut page = ItemsPage::default();
+        let mut carried = 0;
         for row in rows {
             page.global_version = row.try_get(0).map_err(internal)?;
             let key: Option<Vec<u8>> = row.try_get(1).map_err(internal)?;
@@ -168,6 +169,7 @@ impl AdminStore for PostgresStore {
                 continue; // a store without items: the outer join's empty side
             };
             let value: Vec<u8> = row.try_get(4).map_err(internal)?;
+            carried += value.len();
             page.items.push(StoredItem {
                 key: decode_key(key)?,
                 version: row.try_get(2).map_err(internal)?,
@@ -175,6 +177,7 @@ impl AdminStore for PostgresStore {
                 value: Bytes::from(value),
             });
         }
+        release(client, carried);
         Ok(page)
     }
 
@@ -211,7 +214,9 @@ impl AdminStore for PostgresStore {
                 .await
                 .map_err(internal)?;
         }
-        tx.commit().await.map_err(internal)
+        tx.commit().await.map_err(internal)?;
+        release(client, values.iter().map(|v| v.len()).sum());
+        Ok(())
     }
 
     async fn delete_store(&self, store: &StoreRef) -> Result<(), VssError> {

@@ -159,4 +159,4 @@ pub use reference::{
     export_reference, import_reference, ReferenceReport, REFERENCE_TABLE,
     REFERENCE_UNAUTHENTICATED_USER,
 };
-pub use store::PostgresStore;
+pub use store::{PostgresStore, LARGE_VALUE_BYTES};
