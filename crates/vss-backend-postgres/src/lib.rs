@@ -126,11 +126,14 @@
 //! | `putObjects` with one item, or only a global version | 1 | one statement in autocommit; `version = -1` (ldk-node's only write) is one `INSERT ... ON CONFLICT DO UPDATE` |
 //! | `putObjects` with more | 1 | `BEGIN`, every statement and `COMMIT`, pipelined |
 //! | `putObjects` with no item and no global version | 0 | nothing |
+//! | `putObjects` with a value of 1 MiB or more ([`LARGE_VALUE_BYTES`]) | 2 + one per MiB of such values | `BEGIN` and a temporary table, each MiB of the value (`INSERT`), then the statements reading it back and `COMMIT`: the driver holds one MiB of it at a time instead of two copies of it all |
 //! | `deleteObject` | 1 | one `DELETE` |
 //! | `listKeyVersions`, any page | 1 | one `SELECT` (the first page reads the global version in it) |
 //!
 //! A connection's first use of a statement adds one round trip (the missing
-//! statements are prepared together). The `round_trips` test counts these numbers
+//! statements are prepared together). A connection that carried 1 MiB of
+//! values or more is closed after its request instead of pooled (its buffers
+//! would keep that size). The `round_trips` test counts these numbers
 //! on the wire through a proxy.
 //!
 //! ## Failures
@@ -159,4 +162,4 @@ pub use reference::{
     export_reference, import_reference, ReferenceReport, REFERENCE_TABLE,
     REFERENCE_UNAUTHENTICATED_USER,
 };
-pub use store::{PostgresStore, LARGE_VALUE_BYTES};
+pub use store::{PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};

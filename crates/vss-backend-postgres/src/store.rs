@@ -32,6 +32,8 @@ pub struct PostgresStore {
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     limits: StoreLimits,
     gauges: crate::measure::PoolGauges,
+    /// Values of at least this many bytes are staged (see `sql`, "Staged values").
+    stage_from: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -75,6 +77,24 @@ impl PostgresStore {
         let applied = migrations::migrate(&mut client).await?;
         // Never serve an empty view of a reference server's data.
         crate::reference::guard(&mut client).await?;
+        // Staging large values needs a temporary table: a role without the
+        // TEMPORARY privilege sends them as parameters instead (more memory).
+        let may_stage: bool = client
+            .query_one(
+                "SELECT has_database_privilege(current_database(), 'TEMPORARY')",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if !may_stage {
+            tracing::warn!(
+                database = %config.database,
+                "PostgreSQL: the role may not create temporary tables (the TEMPORARY privilege), \
+                 so values of 1 MiB and more are sent as parameters, which costs the server about \
+                 three times their size in memory while they are written; GRANT TEMPORARY ON \
+                 DATABASE to the role to lower it"
+            );
+        }
         drop(client);
         tracing::info!(
             address = %config.address,
@@ -92,7 +112,27 @@ impl PostgresStore {
                 ..StoreLimits::default()
             },
             gauges: Default::default(),
+            stage_from: if may_stage {
+                LARGE_VALUE_BYTES
+            } else {
+                usize::MAX
+            },
         })
+    }
+
+    /// Sends values of at least `bytes` (at least 1) apart from their
+    /// statements, in chunks of [`STAGE_CHUNK_BYTES`] (default
+    /// [`LARGE_VALUE_BYTES`]): the driver then never holds more than a chunk
+    /// beside the request's own copy of a value, where a value sent as a
+    /// statement's parameter costs it two more copies. For tests that run every
+    /// write through that path.
+    /// (Without the TEMPORARY privilege, which staging needs, nothing is
+    /// staged whatever this says.)
+    pub fn with_staged_values_from(mut self, bytes: usize) -> Self {
+        if self.stage_from != usize::MAX {
+            self.stage_from = bytes.max(1);
+        }
+        self
     }
 
     /// A pooled connection, waited for at most until the request's deadline
@@ -119,6 +159,10 @@ impl PostgresStore {
 /// request opens a new connection (a few milliseconds, rare next to values
 /// this size).
 pub const LARGE_VALUE_BYTES: usize = 1 << 20;
+
+/// The size of the chunks a staged value is sent in
+/// ([`PostgresStore::with_staged_values_from`]).
+pub const STAGE_CHUNK_BYTES: usize = 1 << 20;
 
 /// Closes `client` instead of pooling it when it carried a large value
 /// ([`LARGE_VALUE_BYTES`]).
@@ -190,8 +234,18 @@ struct PutStatement<'a> {
 /// (and judges the quota); one of several items ends with the statement that
 /// counts their total. A put of a global version alone is its one statement
 /// (it changes no usage).
-fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<PutStatement<'a>> {
+///
+/// Values of at least `stage_from` bytes are staged: their statements read
+/// them from the put's `vss_staged` table, and they are answered apart, as
+/// (key, value), to be sent there first.
+fn put_statements<'a>(
+    user: &'a [u8],
+    plan: &'a PutPlan,
+    quota: Quota,
+    stage_from: usize,
+) -> (Vec<PutStatement<'a>>, Vec<Staged<'a>>) {
     let store: &'a [u8] = plan.store_id.as_bytes();
+    let mut staged = Vec::new();
     let mut statements = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 3);
     if let Some(expected) = plan.global_version {
         statements.push(PutStatement {
@@ -224,24 +278,41 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<Pu
     let mut items: Vec<(&'a str, PutStatement<'a>)> = Vec::new();
     for (index, write) in plan.writes.iter().enumerate() {
         let key: &'a [u8] = write.key.as_bytes();
-        let value: &'a [u8] = &write.value;
+        let stage = !write.value.is_empty() && write.value.len() >= stage_from;
+        // A staged value's statement takes an empty value and reads the rest.
+        let value: &'a [u8] = if stage {
+            staged.push(Staged {
+                key,
+                value: &write.value,
+            });
+            &[]
+        } else {
+            &write.value
+        };
         let mut params: Vec<Param<'a>> = vec![Box::new(user), Box::new(store), Box::new(key)];
+        let pick = |plain: &'static str, staged: &'static str| if stage { staged } else { plain };
         let (sql, conflict) = match write.condition {
             WriteCondition::Any => {
                 params.push(Box::new(value));
                 let sql = match (alone, limited) {
-                    (true, false) => sql::ANY_ALONE,
-                    (true, true) => sql::ANY_ALONE_UNDER_QUOTA,
-                    (false, _) => sql::ANY_IN_PUT,
+                    (true, false) => pick(sql::ANY_ALONE, sql::ANY_ALONE_STAGED),
+                    (true, true) => pick(
+                        sql::ANY_ALONE_UNDER_QUOTA,
+                        sql::ANY_ALONE_UNDER_QUOTA_STAGED,
+                    ),
+                    (false, _) => pick(sql::ANY_IN_PUT, sql::ANY_IN_PUT_STAGED),
                 };
                 (sql, None)
             }
             WriteCondition::MustNotExist => {
                 params.push(Box::new(value));
                 let sql = match (alone, limited) {
-                    (true, false) => sql::CREATE_ALONE,
-                    (true, true) => sql::CREATE_ALONE_UNDER_QUOTA,
-                    (false, _) => sql::CREATE_IN_PUT,
+                    (true, false) => pick(sql::CREATE_ALONE, sql::CREATE_ALONE_STAGED),
+                    (true, true) => pick(
+                        sql::CREATE_ALONE_UNDER_QUOTA,
+                        sql::CREATE_ALONE_UNDER_QUOTA_STAGED,
+                    ),
+                    (false, _) => pick(sql::CREATE_IN_PUT, sql::CREATE_IN_PUT_STAGED),
                 };
                 (sql, Some(validate::write_conflict(&write.key)))
             }
@@ -249,9 +320,12 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<Pu
                 params.push(Box::new(version));
                 params.push(Box::new(value));
                 let sql = match (alone, limited) {
-                    (true, false) => sql::UPDATE_ALONE,
-                    (true, true) => sql::UPDATE_ALONE_UNDER_QUOTA,
-                    (false, _) => sql::UPDATE_IN_PUT,
+                    (true, false) => pick(sql::UPDATE_ALONE, sql::UPDATE_ALONE_STAGED),
+                    (true, true) => pick(
+                        sql::UPDATE_ALONE_UNDER_QUOTA,
+                        sql::UPDATE_ALONE_UNDER_QUOTA_STAGED,
+                    ),
+                    (false, _) => pick(sql::UPDATE_IN_PUT, sql::UPDATE_IN_PUT_STAGED),
                 };
                 (sql, Some(validate::write_conflict(&write.key)))
             }
@@ -314,7 +388,28 @@ fn put_statements<'a>(user: &'a [u8], plan: &'a PutPlan, quota: Quota) -> Vec<Pu
             conflict: None,
         });
     }
-    statements
+    (statements, staged)
+}
+
+/// A value sent apart from its write's statement: see [`put_statements`].
+struct Staged<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+/// The bytes of values a put's connection carried at once: those sent as
+/// parameters, in one pipeline, and at most one chunk of a staged value.
+fn statements_bytes(plan: &PutPlan, stage_from: usize) -> usize {
+    plan.writes
+        .iter()
+        .map(|w| {
+            if !w.value.is_empty() && w.value.len() >= stage_from {
+                w.value.len().min(STAGE_CHUNK_BYTES)
+            } else {
+                w.value.len()
+            }
+        })
+        .sum()
 }
 
 fn items_changed(plan: &PutPlan) -> bool {
@@ -339,34 +434,48 @@ fn limit(max: u64) -> i64 {
 /// transaction committed before the cancel, else the cancel's error with
 /// nothing written. `Ran::cancelled` tells the caller to drop the connection,
 /// so that a late cancel can never hit another request's statement.
+///
+/// With `staged` values, the transaction is opened first and they are sent
+/// ([`stage`]); a failure before the statements are sent then leaves it open,
+/// and `Ran::cancelled` has the connection dropped, which rolls it back.
 async fn run_statements(
     client: &Object,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
     statements: &[PutStatement<'_>],
     quota: Quota,
+    staged: &[Staged<'_>],
 ) -> Ran {
-    let alone = statements.len() == 1;
+    let in_transaction = !staged.is_empty();
+    let fail = |err: VssError| Ran {
+        result: Err(err),
+        cancelled: in_transaction,
+    };
+    if in_transaction {
+        if let Err(err) = stage(client, staged).await {
+            return fail(err);
+        }
+    }
+    let alone = statements.len() == 1 && !in_transaction;
+    let begin = !alone && !in_transaction;
     let texts: Vec<&'static str> = statements.iter().map(|s| s.sql).collect();
     // Preparing writes nothing; past the deadline, nothing is sent.
     let prepared = match deadline::before(prepare_all(client, &texts)).await {
         Some(Ok(prepared)) => prepared,
-        Some(Err(err)) => return Ran::answer(Err(err)),
-        None => return Ran::answer(Err(deadline::missed("PostgreSQL write"))),
+        Some(Err(err)) => return fail(err),
+        None => return fail(deadline::missed("PostgreSQL write")),
     };
     if let Err(err) = deadline::ensure("PostgreSQL write") {
-        return Ran::answer(Err(err));
+        return fail(err);
     }
 
     let mut slots: Vec<MaybeDone<PgFuture<'_>>> = Vec::with_capacity(statements.len() + 2);
-    if !alone {
+    if begin {
         slots.push(future::maybe_done(Box::pin(client.batch_execute("BEGIN"))));
     }
     for statement in statements {
         let Some(prepared) = prepared.get(statement.sql) else {
             // Nothing was sent yet: BEGIN waits in `slots`, unpolled.
-            return Ran::answer(Err(VssError::internal(
-                "statement missing after preparation",
-            )));
+            return fail(VssError::internal("statement missing after preparation"));
         };
         let params = statement
             .params
@@ -411,7 +520,7 @@ async fn run_statements(
 
     // The statements after the first failure only failed because the
     // transaction was already aborted, and COMMIT then rolled back.
-    let offset = usize::from(!alone);
+    let offset = usize::from(begin);
     for (i, slot) in slots.iter_mut().enumerate() {
         let err = match Pin::new(slot).take_output() {
             Some(Ok(())) => continue,
@@ -440,22 +549,42 @@ async fn run_statements(
     }
 }
 
+/// Opens a put's transaction, creates its `vss_staged` table and sends each
+/// staged value there in chunks of [`STAGE_CHUNK_BYTES`], one chunk at a time,
+/// so the driver never holds more than one (see `sql`, "Staged values"). An
+/// error leaves the transaction open: the caller drops the connection.
+async fn stage(client: &Object, staged: &[Staged<'_>]) -> Result<(), VssError> {
+    let missed = || deadline::missed("PostgreSQL write");
+    deadline::before(client.batch_execute(&format!("BEGIN; {}", sql::STAGE_TABLE)))
+        .await
+        .ok_or_else(missed)?
+        .map_err(internal)?;
+    let insert = deadline::before(prepare(client, sql::STAGE_CHUNK))
+        .await
+        .ok_or_else(missed)??;
+    for value in staged {
+        for (n, chunk) in value.value.chunks(STAGE_CHUNK_BYTES).enumerate() {
+            let n = i32::try_from(n)
+                .map_err(|_| VssError::internal("a staged value has too many chunks"))?;
+            deadline::before(client.execute(&insert, &[&value.key, &n, &chunk]))
+                .await
+                .ok_or_else(missed)?
+                .map_err(internal)?;
+        }
+    }
+    Ok(())
+}
+
 /// What [`run_statements`] did.
 struct Ran {
     /// The answer.
     result: Result<(), VssError>,
-    /// Whether a cancel request was sent on the connection.
+    /// Whether a cancel request was sent on the connection, or a transaction
+    /// was left open on it: either way it must not be reused.
     cancelled: bool,
 }
 
 impl Ran {
-    fn answer(result: Result<(), VssError>) -> Ran {
-        Ran {
-            result,
-            cancelled: false,
-        }
-    }
-
     /// The answer, after dropping a connection that was sent a cancel, or
     /// that carried `carried_bytes` of values when they are large ([`release`]).
     fn finish(self, client: Object, carried_bytes: usize) -> Result<(), VssError> {
@@ -605,11 +734,12 @@ impl KvStore for PostgresStore {
             return Ok(PutObjectResponse {});
         }
         let user_bytes = user.as_str().as_bytes();
-        let statements = put_statements(user_bytes, &plan, quota);
-        // Sent in one pipeline: the connection's buffers hold them all at once.
-        let carried = plan.writes.iter().map(|w| w.value.len()).sum();
+        let (statements, staged) = put_statements(user_bytes, &plan, quota, self.stage_from);
+        // What the connection's buffers held: the values sent as parameters,
+        // in one pipeline, and a chunk of the staged ones.
+        let carried: usize = statements_bytes(&plan, self.stage_from);
         let client = self.client().await?;
-        run_statements(&client, &self.tls, &statements, quota)
+        run_statements(&client, &self.tls, &statements, quota, &staged)
             .await
             .finish(client, carried)?;
         Ok(PutObjectResponse {})
@@ -643,7 +773,7 @@ impl KvStore for PostgresStore {
             },
         };
         let client = self.client().await?;
-        run_statements(&client, &self.tls, &[delete], Quota::UNLIMITED)
+        run_statements(&client, &self.tls, &[delete], Quota::UNLIMITED, &[])
             .await
             .finish(client, 0)?;
         Ok(DeleteObjectResponse {})
@@ -834,7 +964,7 @@ mod tests {
             },
         ];
         let client = store.client().await.unwrap();
-        let ran = run_statements(&client, &store.tls, &statements, Quota::UNLIMITED).await;
+        let ran = run_statements(&client, &store.tls, &statements, Quota::UNLIMITED, &[]).await;
         assert!(
             matches!(ran.result, Err(VssError::Internal(_))),
             "{:?}",
@@ -886,7 +1016,7 @@ mod tests {
             max_bytes: Some(10),
             max_keys: None,
         };
-        let statements = put_statements(b"u", &plan, quota);
+        let (statements, _) = put_statements(b"u", &plan, quota, LARGE_VALUE_BYTES);
         let texts: Vec<&str> = statements.iter().map(|s| s.sql).collect();
         assert_eq!(
             texts,
@@ -921,7 +1051,8 @@ mod tests {
             .unwrap()
         };
         let texts = |plan: &PutPlan, quota: Quota| -> Vec<&str> {
-            put_statements(b"u", plan, quota)
+            put_statements(b"u", plan, quota, LARGE_VALUE_BYTES)
+                .0
                 .iter()
                 .map(|s| s.sql)
                 .collect()

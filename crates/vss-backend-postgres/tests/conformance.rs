@@ -10,3 +10,20 @@ vss_core::conformance_tests!(|| async {
         .await
         .map(|store| common::subject(&store))
 });
+
+/// The same suite with every non-empty value staged (sent in chunks before its
+/// statement, read back by it), the path of values of 1 MiB and more.
+mod staged {
+    use std::sync::Arc;
+
+    use vss_backend_postgres::PostgresStore;
+
+    vss_core::conformance_tests!(|| async {
+        let config = super::common::fresh_config("VSS_TEST_POSTGRES_URL", "staged")?;
+        let store = PostgresStore::connect(config)
+            .await
+            .expect("connect to the test PostgreSQL")
+            .with_staged_values_from(1);
+        Some(super::common::subject(&Arc::new(store)))
+    });
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use common::*;
-use vss_backend_postgres::{PostgresStore, LARGE_VALUE_BYTES};
+use vss_backend_postgres::{PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};
 use vss_core::proto::{GetObjectRequest, KeyValue, PutObjectRequest};
 use vss_core::{KvStore, UserToken};
 
@@ -91,4 +91,117 @@ async fn a_connection_that_carried_a_large_value_is_not_pooled() {
         after_get.difference(&after_put).next().is_some(),
         "the connection of a large get was pooled: before {after_put:?}, after {after_get:?}"
     );
+}
+
+/// A value no byte of which is where another is: a chunk out of order shows.
+fn patterned(size: usize, seed: u8) -> Bytes {
+    (0..size)
+        .map(|i| ((i / 7) % 251) as u8 ^ seed)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_are_staged_in_chunks_and_read_back_whole() {
+    let Some(store) = fresh_store("staged").await else {
+        return;
+    };
+    let user = UserToken::new("u").unwrap();
+    let big = patterned(5 * STAGE_CHUNK_BYTES / 2, 1);
+    let other = patterned(STAGE_CHUNK_BYTES + 3, 2);
+    let item = |key: &str, version: i64, value: &Bytes| KeyValue {
+        key: key.into(),
+        version,
+        value: value.clone(),
+    };
+    let put = |items: Vec<KeyValue>| PutObjectRequest {
+        store_id: "s".into(),
+        global_version: None,
+        transaction_items: items,
+        delete_items: vec![],
+    };
+    // Alone, then in a put of several with a small value.
+    store
+        .put(&user, put(vec![item("a", 0, &big)]))
+        .await
+        .unwrap();
+    store
+        .put(
+            &user,
+            put(vec![
+                item("b", 0, &other),
+                item("c", 0, &Bytes::from_static(b"small")),
+                item("a", 1, &other),
+            ]),
+        )
+        .await
+        .unwrap();
+    let read = |key: &'static str| {
+        let store = store.clone();
+        let user = user.clone();
+        async move {
+            let value = store.get(&user, get(key)).await.unwrap().value.unwrap();
+            (value.version, value.value)
+        }
+    };
+    assert_eq!(read("a").await, (2, other.clone()));
+    assert_eq!(read("b").await, (1, other.clone()));
+    assert_eq!(read("c").await, (1, Bytes::from_static(b"small")));
+
+    // A failed condition in the same put writes none of its staged values.
+    let failed = store
+        .put(&user, put(vec![item("d", 0, &big), item("c", 7, &other)]))
+        .await;
+    assert!(
+        matches!(failed, Err(vss_core::VssError::Conflict(_))),
+        "{failed:?}"
+    );
+    assert!(matches!(
+        store.get(&user, get("d")).await,
+        Err(vss_core::VssError::NoSuchKey(_))
+    ));
+    // And the usage counts the staged bytes exactly: key and value lengths.
+    let usage = vss_core::AdminStore::usage(&*store, &user).await.unwrap();
+    assert_eq!(
+        usage.bytes as usize,
+        2 * other.len() + 1 + 1 + 1 + b"small".len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_temporary_privilege_large_values_go_as_parameters() {
+    let Some(mut config) = fresh_config("VSS_TEST_POSTGRES_URL", "notemp") else {
+        return;
+    };
+    // A role that owns its database but may not create temporary tables there.
+    let role = config.database.clone();
+    let admin = inspect(&config, &config.default_database).await;
+    for statement in [
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("CREATE DATABASE \"{role}\" OWNER \"{role}\""),
+        format!("REVOKE TEMPORARY ON DATABASE \"{role}\" FROM PUBLIC, \"{role}\""),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    config.username = role.clone();
+    config.create_database = false;
+    let store = PostgresStore::connect(config)
+        .await
+        .unwrap()
+        .with_staged_values_from(1);
+    let user = UserToken::new("u").unwrap();
+    let value = patterned(2 * LARGE_VALUE_BYTES + 1, 3);
+    let request = PutObjectRequest {
+        store_id: "s".into(),
+        global_version: None,
+        transaction_items: vec![KeyValue {
+            key: "big".into(),
+            version: 0,
+            value: value.clone(),
+        }],
+        delete_items: vec![],
+    };
+    store.put(&user, request).await.unwrap();
+    let read = store.get(&user, get("big")).await.unwrap().value.unwrap();
+    assert_eq!(read.value, value);
 }
