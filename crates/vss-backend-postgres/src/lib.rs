@@ -126,7 +126,7 @@
 //! | `putObjects` with one item, or only a global version | 1 | one statement in autocommit; `version = -1` (ldk-node's only write) is one `INSERT ... ON CONFLICT DO UPDATE` |
 //! | `putObjects` with more | 1 | `BEGIN`, every statement and `COMMIT`, pipelined |
 //! | `putObjects` with no item and no global version | 0 | nothing |
-//! | `putObjects` with a value of 1 MiB or more ([`LARGE_VALUE_BYTES`]) | 2 + one per MiB of such values | `BEGIN` and a temporary table, each MiB of the value (`INSERT`), then the statements reading it back and `COMMIT`: the driver holds one MiB of it at a time instead of two copies of it all |
+//! | `putObjects` with a value of 1 MiB or more ([`LARGE_VALUE_BYTES`]) | 4 + one per started MiB of each such value | `BEGIN` and a temporary table; the chunk statement's preparation; each MiB of the value (`INSERT`); the preparation of the statements that read it back; those statements and `COMMIT`. The driver holds one MiB of it at a time instead of two copies of it all. The connection is closed afterwards, so the preparations recur |
 //! | `deleteObject` | 1 | one `DELETE` |
 //! | `listKeyVersions`, any page | 1 | one `SELECT` (the first page reads the global version in it) |
 //!

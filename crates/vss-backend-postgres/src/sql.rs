@@ -27,10 +27,11 @@ pub(crate) const GET_GLOBAL_VERSION: &str =
 // of all shards. The usage is the sum of a user's shards (migration 5).
 
 /// The write of `w`, an unconditional write: `$3` key, value `$value` (`$4`,
-/// or the staged value), creation sequence `$seq` when the key is new (an
-/// existing key keeps its own).
+/// or the staged value) whose length is that of `$written` (`$4`, or the
+/// row's value), creation sequence `$seq` when the key is new (an existing
+/// key keeps its own).
 macro_rules! write_any {
-    ($seq:literal, $value:literal) => {
+    ($seq:literal, $value:literal, $written:literal) => {
         concat!(
             "w AS (INSERT INTO vss_objects AS o \
              (user_token, store_id, key, version, sequence, value) \
@@ -41,8 +42,8 @@ macro_rules! write_any {
             ") ON CONFLICT (user_token, store_id, key) DO UPDATE \
              SET version = 1, value = EXCLUDED.value, prev_len = octet_length(o.value) \
              RETURNING octet_length(",
-            $value,
-            "::bytea)::bigint \
+            $written,
+            ")::bigint \
              + CASE WHEN o.prev_len IS NULL THEN octet_length($3::bytea) ELSE -o.prev_len END AS bytes, \
              CASE WHEN o.prev_len IS NULL THEN 1 ELSE 0 END AS keys)"
         )
@@ -53,7 +54,7 @@ macro_rules! write_any {
 /// create of the same key waits for the other transaction, then finds the key
 /// and writes nothing.
 macro_rules! write_create {
-    ($seq:literal, $value:literal) => {
+    ($seq:literal, $value:literal, $written:literal) => {
         concat!(
             "w AS (INSERT INTO vss_objects \
              (user_token, store_id, key, version, sequence, value) \
@@ -63,8 +64,8 @@ macro_rules! write_create {
             $value,
             ") ON CONFLICT (user_token, store_id, key) DO NOTHING \
              RETURNING octet_length($3::bytea)::bigint + octet_length(",
-            $value,
-            "::bytea) AS bytes, 1 AS keys)"
+            $written,
+            ") AS bytes, 1 AS keys)"
         )
     };
 }
@@ -73,7 +74,7 @@ macro_rules! write_create {
 /// value. Under READ COMMITTED a concurrent write makes it wait, then re-check
 /// `version = $4` on the new row version, whose length it records.
 macro_rules! write_update {
-    ($value:literal) => {
+    ($value:literal, $written:literal) => {
         concat!(
             "w AS (UPDATE vss_objects \
              SET version = version + 1, value = ",
@@ -81,8 +82,8 @@ macro_rules! write_update {
             ", prev_len = octet_length(value) \
              WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
              RETURNING octet_length(",
-            $value,
-            "::bytea)::bigint - prev_len AS bytes, 0 AS keys)"
+            $written,
+            ")::bigint - prev_len AS bytes, 0 AS keys)"
         )
     };
 }
@@ -164,7 +165,7 @@ macro_rules! add_to_put {
 /// counts its change.
 pub(crate) const ANY_ALONE: &str = concat!(
     "WITH ",
-    write_any!("nextval('vss_creation_seq') * 1024", "$4"),
+    write_any!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
     count!(),
     "SELECT 1"
 );
@@ -172,7 +173,7 @@ pub(crate) const ANY_ALONE: &str = concat!(
 /// [`ANY_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
 pub(crate) const ANY_ALONE_UNDER_QUOTA: &str = concat!(
     "WITH ",
-    write_any!("nextval('vss_creation_seq') * 1024", "$4"),
+    write_any!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
     count_under_quota!("$5", "$6"),
     "SELECT (SELECT over FROM q)"
 );
@@ -180,7 +181,7 @@ pub(crate) const ANY_ALONE_UNDER_QUOTA: &str = concat!(
 /// Create, the only item of its put: `$3` key, `$4` value; counts the new key.
 pub(crate) const CREATE_ALONE: &str = concat!(
     "WITH ",
-    write_create!("nextval('vss_creation_seq') * 1024", "$4"),
+    write_create!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
     count!(),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
 );
@@ -188,7 +189,7 @@ pub(crate) const CREATE_ALONE: &str = concat!(
 /// [`CREATE_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
 pub(crate) const CREATE_ALONE_UNDER_QUOTA: &str = concat!(
     "WITH ",
-    write_create!("nextval('vss_creation_seq') * 1024", "$4"),
+    write_create!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
     count_under_quota!("$5", "$6"),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
 );
@@ -197,7 +198,7 @@ pub(crate) const CREATE_ALONE_UNDER_QUOTA: &str = concat!(
 /// counts the change of length.
 pub(crate) const UPDATE_ALONE: &str = concat!(
     "WITH ",
-    write_update!("$5"),
+    write_update!("$5", "$5::bytea"),
     count!(),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
 );
@@ -205,7 +206,7 @@ pub(crate) const UPDATE_ALONE: &str = concat!(
 /// [`UPDATE_ALONE`] under a quota: `$6` most bytes, `$7` most keys.
 pub(crate) const UPDATE_ALONE_UNDER_QUOTA: &str = concat!(
     "WITH ",
-    write_update!("$5"),
+    write_update!("$5", "$5::bytea"),
     count_under_quota!("$6", "$7"),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
 );
@@ -241,7 +242,7 @@ pub(crate) const NEXT_SEQUENCE: &str = "SELECT nextval('vss_creation_seq')";
 /// item index in the request; adds its change to the put's total.
 pub(crate) const ANY_IN_PUT: &str = concat!(
     "WITH ",
-    write_any!("currval('vss_creation_seq') * 1024 + $5", "$4"),
+    write_any!("currval('vss_creation_seq') * 1024 + $5", "$4", "$4::bytea"),
     " SELECT ",
     add_to_put!()
 );
@@ -250,7 +251,7 @@ pub(crate) const ANY_IN_PUT: &str = concat!(
 /// the request; adds the new key to the put's total.
 pub(crate) const CREATE_IN_PUT: &str = concat!(
     "WITH ",
-    write_create!("currval('vss_creation_seq') * 1024 + $5", "$4"),
+    write_create!("currval('vss_creation_seq') * 1024 + $5", "$4", "$4::bytea"),
     " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
     add_to_put!()
 );
@@ -259,7 +260,7 @@ pub(crate) const CREATE_IN_PUT: &str = concat!(
 /// the change of length to the put's total.
 pub(crate) const UPDATE_IN_PUT: &str = concat!(
     "WITH ",
-    write_update!("$5"),
+    write_update!("$5", "$5::bytea"),
     " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
     add_to_put!()
 );
@@ -280,21 +281,22 @@ pub(crate) const DELETE_EXISTING_IN_PUT: &str = concat!(
     add_to_put!()
 );
 
-// Staged values. A value of at least `PostgresConfig::stage_values_from` bytes
-// is not a parameter of its write: tokio-postgres would hold it twice more (in
-// the bind message, then in the connection's write buffer). It is sent first
-// as rows of chunks of `vss_staged`, a temporary table of the put's
-// transaction (`STAGE_TABLE`, `STAGE_CHUNK`, one chunk at a time), and the
-// write's `*_STAGED` statement reads it back whole (`s`, by the write's key:
-// keys of a put are distinct). The statement keeps the parameters of its
-// unstaged twin; its value parameter is sent empty and prefixed to the staged
-// value, so the two differ only in where the value comes from.
+// Staged values. A value of 1 MiB or more (`LARGE_VALUE_BYTES`, see
+// `PostgresStore::with_staged_values_from`) is not a parameter of its write:
+// tokio-postgres would hold it twice more (in the bind message, then in the
+// connection's write buffer). It is sent first as rows of chunks of
+// `vss_staged`, a temporary table of the put's transaction (`STAGE_TABLE`,
+// `STAGE_CHUNK`, one chunk at a time), and the write's `*_STAGED` statement
+// reads it back whole (`s`, by the write's key: keys of a put are distinct),
+// once: its change of usage takes the length of the row it wrote. The
+// statement keeps the parameters of its unstaged twin; its value parameter
+// must be sent empty (any other value reads NULL, which the table refuses).
 
 /// The staged value of the write's key `$3`, as `s.v`.
 macro_rules! staged {
     () => {
         "s AS (SELECT string_agg(chunk, ''::bytea ORDER BY n) AS v \
-         FROM vss_staged WHERE key = $3), "
+         FROM pg_temp.vss_staged WHERE key = $3), "
     };
 }
 
@@ -303,103 +305,110 @@ pub(crate) const STAGE_TABLE: &str = "CREATE TEMP TABLE vss_staged \
      (key bytea NOT NULL, n integer NOT NULL, chunk bytea NOT NULL) ON COMMIT DROP";
 
 /// Chunk `$2` (from 0) of the staged value of key `$1`: `$3`.
-pub(crate) const STAGE_CHUNK: &str = "INSERT INTO vss_staged (key, n, chunk) VALUES ($1, $2, $3)";
+pub(crate) const STAGE_CHUNK: &str =
+    "INSERT INTO pg_temp.vss_staged (key, n, chunk) VALUES ($1, $2, $3)";
 
-/// [`ANY_ALONE`] of a staged value (`$4` empty).
+/// [`ANY_ALONE`] of a staged value (`$4` sent empty).
 pub(crate) const ANY_ALONE_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_any!(
         "nextval('vss_creation_seq') * 1024",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "o.value"
     ),
     count!(),
     "SELECT 1"
 );
 
-/// [`ANY_ALONE_UNDER_QUOTA`] of a staged value (`$4` empty).
+/// [`ANY_ALONE_UNDER_QUOTA`] of a staged value (`$4` sent empty).
 pub(crate) const ANY_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_any!(
         "nextval('vss_creation_seq') * 1024",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "o.value"
     ),
     count_under_quota!("$5", "$6"),
     "SELECT (SELECT over FROM q)"
 );
 
-/// [`CREATE_ALONE`] of a staged value (`$4` empty).
+/// [`CREATE_ALONE`] of a staged value (`$4` sent empty).
 pub(crate) const CREATE_ALONE_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_create!(
         "nextval('vss_creation_seq') * 1024",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "value"
     ),
     count!(),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
 );
 
-/// [`CREATE_ALONE_UNDER_QUOTA`] of a staged value (`$4` empty).
+/// [`CREATE_ALONE_UNDER_QUOTA`] of a staged value (`$4` sent empty).
 pub(crate) const CREATE_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_create!(
         "nextval('vss_creation_seq') * 1024",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "value"
     ),
     count_under_quota!("$5", "$6"),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
 );
 
-/// [`UPDATE_ALONE`] of a staged value (`$5` empty).
+/// [`UPDATE_ALONE`] of a staged value (`$5` sent empty).
 pub(crate) const UPDATE_ALONE_STAGED: &str = concat!(
     "WITH ",
     staged!(),
-    write_update!("(SELECT $5::bytea || v FROM s)"),
+    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
     count!(),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
 );
 
-/// [`UPDATE_ALONE_UNDER_QUOTA`] of a staged value (`$5` empty).
+/// [`UPDATE_ALONE_UNDER_QUOTA`] of a staged value (`$5` sent empty).
 pub(crate) const UPDATE_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
     "WITH ",
     staged!(),
-    write_update!("(SELECT $5::bytea || v FROM s)"),
+    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
     count_under_quota!("$6", "$7"),
     "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
 );
 
-/// [`ANY_IN_PUT`] of a staged value (`$4` empty).
+/// [`ANY_IN_PUT`] of a staged value (`$4` sent empty).
 pub(crate) const ANY_IN_PUT_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_any!(
         "currval('vss_creation_seq') * 1024 + $5",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "o.value"
     ),
     " SELECT ",
     add_to_put!()
 );
 
-/// [`CREATE_IN_PUT`] of a staged value (`$4` empty).
+/// [`CREATE_IN_PUT`] of a staged value (`$4` sent empty).
 pub(crate) const CREATE_IN_PUT_STAGED: &str = concat!(
     "WITH ",
     staged!(),
     write_create!(
         "currval('vss_creation_seq') * 1024 + $5",
-        "(SELECT $4::bytea || v FROM s)"
+        "(SELECT v FROM s WHERE $4::bytea = '')",
+        "value"
     ),
     " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
     add_to_put!()
 );
 
-/// [`UPDATE_IN_PUT`] of a staged value (`$5` empty).
+/// [`UPDATE_IN_PUT`] of a staged value (`$5` sent empty).
 pub(crate) const UPDATE_IN_PUT_STAGED: &str = concat!(
     "WITH ",
     staged!(),
-    write_update!("(SELECT $5::bytea || v FROM s)"),
+    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
     " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
     add_to_put!()
 );

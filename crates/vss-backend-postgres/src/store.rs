@@ -135,6 +135,12 @@ impl PostgresStore {
         self
     }
 
+    /// The size from which values are staged, or `None` when the role may
+    /// not create temporary tables and every value is a parameter.
+    pub fn staged_values_from(&self) -> Option<usize> {
+        (self.stage_from != usize::MAX).then_some(self.stage_from)
+    }
+
     /// A pooled connection, waited for at most until the request's deadline
     /// (and the pool's `wait_timeout`).
     pub(crate) async fn client(&self) -> Result<Object, VssError> {
@@ -397,21 +403,6 @@ struct Staged<'a> {
     value: &'a [u8],
 }
 
-/// The bytes of values a put's connection carried at once: those sent as
-/// parameters, in one pipeline, and at most one chunk of a staged value.
-fn statements_bytes(plan: &PutPlan, stage_from: usize) -> usize {
-    plan.writes
-        .iter()
-        .map(|w| {
-            if !w.value.is_empty() && w.value.len() >= stage_from {
-                w.value.len().min(STAGE_CHUNK_BYTES)
-            } else {
-                w.value.len()
-            }
-        })
-        .sum()
-}
-
 fn items_changed(plan: &PutPlan) -> bool {
     !plan.writes.is_empty() || !plan.deletes.is_empty()
 }
@@ -554,7 +545,13 @@ async fn run_statements(
 /// so the driver never holds more than one (see `sql`, "Staged values"). An
 /// error leaves the transaction open: the caller drops the connection.
 async fn stage(client: &Object, staged: &[Staged<'_>]) -> Result<(), VssError> {
-    let missed = || deadline::missed("PostgreSQL write");
+    // The transaction is never committed: it ends with the connection.
+    let missed = || {
+        VssError::internal(
+            "PostgreSQL write: the request's deadline passed while a large value was being \
+             sent; nothing was written",
+        )
+    };
     deadline::before(client.batch_execute(&format!("BEGIN; {}", sql::STAGE_TABLE)))
         .await
         .ok_or_else(missed)?
@@ -722,7 +719,9 @@ impl KvStore for PostgresStore {
     }
 
     /// One round trip: the statements of `put_statements`, pipelined between
-    /// `BEGIN` and `COMMIT` (a put of one statement needs no transaction).
+    /// `BEGIN` and `COMMIT` (a put of one statement needs no transaction). A
+    /// put with staged values first opens the transaction and sends them
+    /// ([`stage`]), one round trip per chunk.
     async fn put_with_quota(
         &self,
         user: &UserToken,
@@ -737,7 +736,9 @@ impl KvStore for PostgresStore {
         let (statements, staged) = put_statements(user_bytes, &plan, quota, self.stage_from);
         // What the connection's buffers held: the values sent as parameters,
         // in one pipeline, and a chunk of the staged ones.
-        let carried: usize = statements_bytes(&plan, self.stage_from);
+        let all: usize = plan.writes.iter().map(|w| w.value.len()).sum();
+        let staged_bytes: usize = staged.iter().map(|s| s.value.len()).sum();
+        let carried = all - staged_bytes + staged_bytes.min(STAGE_CHUNK_BYTES);
         let client = self.client().await?;
         run_statements(&client, &self.tls, &statements, quota, &staged)
             .await

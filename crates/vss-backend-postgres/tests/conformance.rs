@@ -24,6 +24,7 @@ mod staged {
             .await
             .expect("connect to the test PostgreSQL")
             .with_staged_values_from(1);
+        assert_eq!(store.staged_values_from(), Some(1), "staging is off");
         Some(super::common::subject(&Arc::new(store)))
     });
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use common::*;
-use vss_backend_postgres::{PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};
+use vss_backend_postgres::{PostgresConfig, PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};
 use vss_core::proto::{GetObjectRequest, KeyValue, PutObjectRequest};
 use vss_core::{KvStore, UserToken};
 
@@ -93,7 +93,7 @@ async fn a_connection_that_carried_a_large_value_is_not_pooled() {
     );
 }
 
-/// A value no byte of which is where another is: a chunk out of order shows.
+/// A value whose chunks all differ: chunks read back out of order change it.
 fn patterned(size: usize, seed: u8) -> Bytes {
     (0..size)
         .map(|i| ((i / 7) % 251) as u8 ^ seed)
@@ -106,6 +106,7 @@ async fn large_values_are_staged_in_chunks_and_read_back_whole() {
     let Some(store) = fresh_store("staged").await else {
         return;
     };
+    assert_eq!(store.staged_values_from(), Some(LARGE_VALUE_BYTES));
     let user = UserToken::new("u").unwrap();
     let big = patterned(5 * STAGE_CHUNK_BYTES / 2, 1);
     let other = patterned(STAGE_CHUNK_BYTES + 3, 2);
@@ -168,40 +169,95 @@ async fn large_values_are_staged_in_chunks_and_read_back_whole() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_temporary_privilege_large_values_go_as_parameters() {
-    let Some(mut config) = fresh_config("VSS_TEST_POSTGRES_URL", "notemp") else {
-        return;
-    };
-    // A role that owns its database but may not create temporary tables there.
+/// A role of its own that owns a new database, and the config that logs in as
+/// it (the test server trusts local logins), with an admin connection.
+async fn own_role(label: &str) -> Option<(PostgresConfig, String, tokio_postgres::Client)> {
+    let mut config = fresh_config("VSS_TEST_POSTGRES_URL", label)?;
     let role = config.database.clone();
     let admin = inspect(&config, &config.default_database).await;
     for statement in [
         format!("CREATE ROLE \"{role}\" LOGIN"),
         format!("CREATE DATABASE \"{role}\" OWNER \"{role}\""),
-        format!("REVOKE TEMPORARY ON DATABASE \"{role}\" FROM PUBLIC, \"{role}\""),
     ] {
         admin.batch_execute(&statement).await.unwrap();
     }
     config.username = role.clone();
+    config.password = None;
     config.create_database = false;
+    Some((config, role, admin))
+}
+
+fn put_of(key: &str, value: &Bytes) -> PutObjectRequest {
+    PutObjectRequest {
+        store_id: "s".into(),
+        global_version: None,
+        transaction_items: vec![KeyValue {
+            key: key.into(),
+            version: -1,
+            value: value.clone(),
+        }],
+        delete_items: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_temporary_privilege_large_values_go_as_parameters() {
+    let Some((config, role, admin)) = own_role("notemp").await else {
+        return;
+    };
+    admin
+        .batch_execute(&format!(
+            "REVOKE TEMPORARY ON DATABASE \"{role}\" FROM PUBLIC, \"{role}\""
+        ))
+        .await
+        .unwrap();
     let store = PostgresStore::connect(config)
         .await
         .unwrap()
         .with_staged_values_from(1);
+    assert_eq!(store.staged_values_from(), None);
     let user = UserToken::new("u").unwrap();
     let value = patterned(2 * LARGE_VALUE_BYTES + 1, 3);
-    let request = PutObjectRequest {
-        store_id: "s".into(),
-        global_version: None,
-        transaction_items: vec![KeyValue {
-            key: "big".into(),
-            version: 0,
-            value: value.clone(),
-        }],
-        delete_items: vec![],
-    };
-    store.put(&user, request).await.unwrap();
+    store.put(&user, put_of("big", &value)).await.unwrap();
     let read = store.get(&user, get("big")).await.unwrap().value.unwrap();
     assert_eq!(read.value, value);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_while_staging_writes_nothing_and_the_next_put_works() {
+    let Some((config, role, admin)) = own_role("stagefail").await else {
+        return;
+    };
+    let store = PostgresStore::connect(config).await.unwrap();
+    assert_eq!(store.staged_values_from(), Some(LARGE_VALUE_BYTES));
+    let user = UserToken::new("u").unwrap();
+    let first = patterned(LARGE_VALUE_BYTES + 5, 4);
+    // The temporary table cannot be made any more: the put fails as INTERNAL
+    // (clients retry it), and nothing of it is written.
+    admin
+        .batch_execute(&format!(
+            "REVOKE TEMPORARY ON DATABASE \"{role}\" FROM PUBLIC, \"{role}\""
+        ))
+        .await
+        .unwrap();
+    let refused = store.put(&user, put_of("big", &first)).await;
+    assert!(
+        matches!(&refused, Err(vss_core::VssError::Internal(m)) if m.contains("temporary")),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.get(&user, get("big")).await,
+        Err(vss_core::VssError::NoSuchKey(_))
+    ));
+    // Allowed again: the next put works (no connection was left in a broken transaction).
+    admin
+        .batch_execute(&format!(
+            "GRANT TEMPORARY ON DATABASE \"{role}\" TO \"{role}\""
+        ))
+        .await
+        .unwrap();
+    let second = patterned(LARGE_VALUE_BYTES + 7, 5);
+    store.put(&user, put_of("big", &second)).await.unwrap();
+    let read = store.get(&user, get("big")).await.unwrap().value.unwrap();
+    assert_eq!((read.version, read.value), (1, second));
 }
