@@ -119,19 +119,13 @@ impl JwtSigner {
 
     /// Puts `aud` in every token (for [`JwtAuthorizer::with_audience`]).
     pub fn with_audience(mut self, audience: &str) -> Result<Self, JwtConfigError> {
-        if audience.is_empty() {
-            return Err(JwtConfigError::EmptyAudience);
-        }
-        self.audience = Some(audience.to_string());
+        self.audience = Some(non_empty(audience, JwtConfigError::EmptyAudience)?);
         Ok(self)
     }
 
     /// Puts `iss` in every token (for [`JwtAuthorizer::with_issuer`]).
     pub fn with_issuer(mut self, issuer: &str) -> Result<Self, JwtConfigError> {
-        if issuer.is_empty() {
-            return Err(JwtConfigError::EmptyIssuer);
-        }
-        self.issuer = Some(issuer.to_string());
+        self.issuer = Some(non_empty(issuer, JwtConfigError::EmptyIssuer)?);
         Ok(self)
     }
 
@@ -165,6 +159,15 @@ impl JwtSigner {
         header.kid = self.kid.clone();
         jsonwebtoken::encode(&header, &claims, &self.signing)
             .map_err(|e| JwtConfigError::Signing(e.to_string()))
+    }
+}
+
+/// `text`, unless it is empty (then `empty`): audiences and issuers.
+fn non_empty(text: &str, empty: JwtConfigError) -> Result<String, JwtConfigError> {
+    if text.is_empty() {
+        Err(empty)
+    } else {
+        Ok(text.to_string())
     }
 }
 
@@ -520,19 +523,13 @@ impl JwtAuthorizer {
 
     /// Accepts tokens whose `aud` names `audience` (tokens without `aud` stay accepted).
     pub fn with_audience(mut self, audience: &str) -> Result<Self, JwtConfigError> {
-        if audience.is_empty() {
-            return Err(JwtConfigError::EmptyAudience);
-        }
-        self.audience = Some(audience.to_string());
+        self.audience = Some(non_empty(audience, JwtConfigError::EmptyAudience)?);
         Ok(self)
     }
 
     /// Requires `iss` to be `issuer`.
     pub fn with_issuer(mut self, issuer: &str) -> Result<Self, JwtConfigError> {
-        if issuer.is_empty() {
-            return Err(JwtConfigError::EmptyIssuer);
-        }
-        self.issuer = Some(issuer.to_string());
+        self.issuer = Some(non_empty(issuer, JwtConfigError::EmptyIssuer)?);
         Ok(self)
     }
 

@@ -16,16 +16,7 @@ use vss_core::proto::{GetObjectRequest, KeyValue, PutObjectRequest};
 use vss_core::{KvStore, UserToken};
 
 fn put(key: &str, size: usize) -> PutObjectRequest {
-    PutObjectRequest {
-        store_id: "s".into(),
-        global_version: None,
-        transaction_items: vec![KeyValue {
-            key: key.into(),
-            version: -1,
-            value: Bytes::from(vec![7u8; size]),
-        }],
-        delete_items: vec![],
-    }
+    put_of(key, &Bytes::from(vec![7u8; size]))
 }
 
 fn get(key: &str) -> GetObjectRequest {
