@@ -721,7 +721,7 @@ impl KvStore for PostgresStore {
     /// One round trip: the statements of `put_statements`, pipelined between
     /// `BEGIN` and `COMMIT` (a put of one statement needs no transaction). A
     /// put with staged values first opens the transaction and sends them
-    /// ([`stage`]), one round trip per chunk.
+    /// (`stage`), one round trip per chunk.
     async fn put_with_quota(
         &self,
         user: &UserToken,
