@@ -26,23 +26,60 @@ pub(crate) const GET_GLOBAL_VERSION: &str =
 // under a quota counts in shard 0, where such writes queue, and judges the sum
 // of all shards. The usage is the sum of a user's shards (migration 5).
 
-/// The write of `w`, an unconditional write: `$3` key, value `$value` (`$4`,
-/// or the staged value) whose length is that of `$written` (`$4`, or the
-/// row's value), creation sequence `$seq` when the key is new (an existing
-/// key keeps its own).
+/// Where a write's value comes from, by mode: `param`, its parameter (`$4`, or
+/// `$5` for an update); `staged`, the staged value `s.v` (see "Staged values"
+/// below), with the parameter sent empty. `written` is what the change of
+/// usage measures: the parameter, or the row just written (so the staged
+/// value is read once).
+macro_rules! value {
+    (param, $p:literal) => {
+        $p
+    };
+    (staged, "$4") => {
+        "(SELECT v FROM s WHERE $4::bytea = '')"
+    };
+    (staged, "$5") => {
+        "(SELECT v FROM s WHERE $5::bytea = '')"
+    };
+}
+
+/// See [`value!`].
+macro_rules! written {
+    (param, $p:literal, $row:literal) => {
+        concat!($p, "::bytea")
+    };
+    (staged, $p:literal, $row:literal) => {
+        $row
+    };
+}
+
+/// The start of a write's statement, by mode: a staged value's write first
+/// reads the value back (`s`).
+macro_rules! with {
+    (param) => {
+        "WITH "
+    };
+    (staged) => {
+        concat!("WITH ", staged!())
+    };
+}
+
+/// The write of `w`, an unconditional write: `$3` key, `$4` value (by
+/// `$mode`, see [`value!`]), creation sequence `$seq` when the key is new (an
+/// existing key keeps its own).
 macro_rules! write_any {
-    ($seq:literal, $value:literal, $written:literal) => {
+    ($seq:literal, $mode:ident) => {
         concat!(
             "w AS (INSERT INTO vss_objects AS o \
              (user_token, store_id, key, version, sequence, value) \
              VALUES ($1, $2, $3, 1, ",
             $seq,
             ", ",
-            $value,
+            value!($mode, "$4"),
             ") ON CONFLICT (user_token, store_id, key) DO UPDATE \
              SET version = 1, value = EXCLUDED.value, prev_len = octet_length(o.value) \
              RETURNING octet_length(",
-            $written,
+            written!($mode, "$4", "o.value"),
             ")::bigint \
              + CASE WHEN o.prev_len IS NULL THEN octet_length($3::bytea) ELSE -o.prev_len END AS bytes, \
              CASE WHEN o.prev_len IS NULL THEN 1 ELSE 0 END AS keys)"
@@ -50,39 +87,39 @@ macro_rules! write_any {
     };
 }
 
-/// The write of `w`, a create (version 0): `$3` key, `$4` value. A concurrent
-/// create of the same key waits for the other transaction, then finds the key
-/// and writes nothing.
+/// The write of `w`, a create (version 0): `$3` key, `$4` value (by `$mode`).
+/// A concurrent create of the same key waits for the other transaction, then
+/// finds the key and writes nothing.
 macro_rules! write_create {
-    ($seq:literal, $value:literal, $written:literal) => {
+    ($seq:literal, $mode:ident) => {
         concat!(
             "w AS (INSERT INTO vss_objects \
              (user_token, store_id, key, version, sequence, value) \
              VALUES ($1, $2, $3, 1, ",
             $seq,
             ", ",
-            $value,
+            value!($mode, "$4"),
             ") ON CONFLICT (user_token, store_id, key) DO NOTHING \
              RETURNING octet_length($3::bytea)::bigint + octet_length(",
-            $written,
+            written!($mode, "$4", "value"),
             ") AS bytes, 1 AS keys)"
         )
     };
 }
 
 /// The write of `w`, an update of version `$4` to `$4 + 1`: `$3` key, `$5`
-/// value. Under READ COMMITTED a concurrent write makes it wait, then re-check
-/// `version = $4` on the new row version, whose length it records.
+/// value (by `$mode`). Under READ COMMITTED a concurrent write makes it wait,
+/// then re-check `version = $4` on the new row version, whose length it records.
 macro_rules! write_update {
-    ($value:literal, $written:literal) => {
+    ($mode:ident) => {
         concat!(
             "w AS (UPDATE vss_objects \
              SET version = version + 1, value = ",
-            $value,
+            value!($mode, "$5"),
             ", prev_len = octet_length(value) \
              WHERE user_token = $1 AND store_id = $2 AND key = $3 AND version = $4 \
              RETURNING octet_length(",
-            $written,
+            written!($mode, "$5", "value"),
             ")::bigint - prev_len AS bytes, 0 AS keys)"
         )
     };
@@ -161,55 +198,97 @@ macro_rules! add_to_put {
     };
 }
 
+/// The statement of [`ANY_ALONE`] and [`ANY_ALONE_STAGED`], by mode.
+macro_rules! any_alone {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_any!("nextval('vss_creation_seq') * 1024", $mode),
+            count!(),
+            "SELECT 1"
+        )
+    };
+}
+
 /// Unconditional write, the only item of its put: `$3` key, `$4` value;
 /// counts its change.
-pub(crate) const ANY_ALONE: &str = concat!(
-    "WITH ",
-    write_any!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
-    count!(),
-    "SELECT 1"
-);
+pub(crate) const ANY_ALONE: &str = any_alone!(param);
+
+/// The statement of [`ANY_ALONE_UNDER_QUOTA`] and [`ANY_ALONE_UNDER_QUOTA_STAGED`], by mode.
+macro_rules! any_alone_under_quota {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_any!("nextval('vss_creation_seq') * 1024", $mode),
+            count_under_quota!("$5", "$6"),
+            "SELECT (SELECT over FROM q)"
+        )
+    };
+}
 
 /// [`ANY_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
-pub(crate) const ANY_ALONE_UNDER_QUOTA: &str = concat!(
-    "WITH ",
-    write_any!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
-    count_under_quota!("$5", "$6"),
-    "SELECT (SELECT over FROM q)"
-);
+pub(crate) const ANY_ALONE_UNDER_QUOTA: &str = any_alone_under_quota!(param);
+
+/// The statement of [`CREATE_ALONE`] and [`CREATE_ALONE_STAGED`], by mode.
+macro_rules! create_alone {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_create!("nextval('vss_creation_seq') * 1024", $mode),
+            count!(),
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
+        )
+    };
+}
 
 /// Create, the only item of its put: `$3` key, `$4` value; counts the new key.
-pub(crate) const CREATE_ALONE: &str = concat!(
-    "WITH ",
-    write_create!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
-    count!(),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
-);
+pub(crate) const CREATE_ALONE: &str = create_alone!(param);
+
+/// The statement of [`CREATE_ALONE_UNDER_QUOTA`] and [`CREATE_ALONE_UNDER_QUOTA_STAGED`], by mode.
+macro_rules! create_alone_under_quota {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_create!("nextval('vss_creation_seq') * 1024", $mode),
+            count_under_quota!("$5", "$6"),
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
+        )
+    };
+}
 
 /// [`CREATE_ALONE`] under a quota: `$5` most bytes, `$6` most keys.
-pub(crate) const CREATE_ALONE_UNDER_QUOTA: &str = concat!(
-    "WITH ",
-    write_create!("nextval('vss_creation_seq') * 1024", "$4", "$4::bytea"),
-    count_under_quota!("$5", "$6"),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
-);
+pub(crate) const CREATE_ALONE_UNDER_QUOTA: &str = create_alone_under_quota!(param);
+
+/// The statement of [`UPDATE_ALONE`] and [`UPDATE_ALONE_STAGED`], by mode.
+macro_rules! update_alone {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_update!($mode),
+            count!(),
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
+        )
+    };
+}
 
 /// Update, the only item of its put: `$3` key, `$4` version, `$5` value;
 /// counts the change of length.
-pub(crate) const UPDATE_ALONE: &str = concat!(
-    "WITH ",
-    write_update!("$5", "$5::bytea"),
-    count!(),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
-);
+pub(crate) const UPDATE_ALONE: &str = update_alone!(param);
+
+/// The statement of [`UPDATE_ALONE_UNDER_QUOTA`] and [`UPDATE_ALONE_UNDER_QUOTA_STAGED`], by mode.
+macro_rules! update_alone_under_quota {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_update!($mode),
+            count_under_quota!("$6", "$7"),
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
+        )
+    };
+}
 
 /// [`UPDATE_ALONE`] under a quota: `$6` most bytes, `$7` most keys.
-pub(crate) const UPDATE_ALONE_UNDER_QUOTA: &str = concat!(
-    "WITH ",
-    write_update!("$5", "$5::bytea"),
-    count_under_quota!("$6", "$7"),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
-);
+pub(crate) const UPDATE_ALONE_UNDER_QUOTA: &str = update_alone_under_quota!(param);
 
 /// A put's only item, a delete of `$3` at version `$4`; frees its usage.
 pub(crate) const DELETE_VERSION_ALONE: &str = concat!(
@@ -238,32 +317,53 @@ pub(crate) const DELETE_OBJECT_VERSION: &str =
 /// use it through `currval`, which is per session and so per pooled connection.
 pub(crate) const NEXT_SEQUENCE: &str = "SELECT nextval('vss_creation_seq')";
 
+/// The statement of [`ANY_IN_PUT`] and [`ANY_IN_PUT_STAGED`], by mode.
+macro_rules! any_in_put {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_any!("currval('vss_creation_seq') * 1024 + $5", $mode),
+            " SELECT ",
+            add_to_put!()
+        )
+    };
+}
+
 /// Unconditional write in a put of several items: `$3` key, `$4` value, `$5`
 /// item index in the request; adds its change to the put's total.
-pub(crate) const ANY_IN_PUT: &str = concat!(
-    "WITH ",
-    write_any!("currval('vss_creation_seq') * 1024 + $5", "$4", "$4::bytea"),
-    " SELECT ",
-    add_to_put!()
-);
+pub(crate) const ANY_IN_PUT: &str = any_in_put!(param);
+
+/// The statement of [`CREATE_IN_PUT`] and [`CREATE_IN_PUT_STAGED`], by mode.
+macro_rules! create_in_put {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_create!("currval('vss_creation_seq') * 1024 + $5", $mode),
+            " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
+            add_to_put!()
+        )
+    };
+}
 
 /// Create in a put of several items: `$3` key, `$4` value, `$5` item index in
 /// the request; adds the new key to the put's total.
-pub(crate) const CREATE_IN_PUT: &str = concat!(
-    "WITH ",
-    write_create!("currval('vss_creation_seq') * 1024 + $5", "$4", "$4::bytea"),
-    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
-    add_to_put!()
-);
+pub(crate) const CREATE_IN_PUT: &str = create_in_put!(param);
+
+/// The statement of [`UPDATE_IN_PUT`] and [`UPDATE_IN_PUT_STAGED`], by mode.
+macro_rules! update_in_put {
+    ($mode:ident) => {
+        concat!(
+            with!($mode),
+            write_update!($mode),
+            " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
+            add_to_put!()
+        )
+    };
+}
 
 /// Update in a put of several items: `$3` key, `$4` version, `$5` value; adds
 /// the change of length to the put's total.
-pub(crate) const UPDATE_IN_PUT: &str = concat!(
-    "WITH ",
-    write_update!("$5", "$5::bytea"),
-    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
-    add_to_put!()
-);
+pub(crate) const UPDATE_IN_PUT: &str = update_in_put!(param);
 
 /// Delete of `$3` at version `$4` in a put of several items.
 pub(crate) const DELETE_VERSION_IN_PUT: &str = concat!(
@@ -309,109 +409,31 @@ pub(crate) const STAGE_CHUNK: &str =
     "INSERT INTO pg_temp.vss_staged (key, n, chunk) VALUES ($1, $2, $3)";
 
 /// [`ANY_ALONE`] of a staged value (`$4` sent empty).
-pub(crate) const ANY_ALONE_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_any!(
-        "nextval('vss_creation_seq') * 1024",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "o.value"
-    ),
-    count!(),
-    "SELECT 1"
-);
+pub(crate) const ANY_ALONE_STAGED: &str = any_alone!(staged);
 
 /// [`ANY_ALONE_UNDER_QUOTA`] of a staged value (`$4` sent empty).
-pub(crate) const ANY_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_any!(
-        "nextval('vss_creation_seq') * 1024",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "o.value"
-    ),
-    count_under_quota!("$5", "$6"),
-    "SELECT (SELECT over FROM q)"
-);
+pub(crate) const ANY_ALONE_UNDER_QUOTA_STAGED: &str = any_alone_under_quota!(staged);
 
 /// [`CREATE_ALONE`] of a staged value (`$4` sent empty).
-pub(crate) const CREATE_ALONE_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_create!(
-        "nextval('vss_creation_seq') * 1024",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "value"
-    ),
-    count!(),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
-);
+pub(crate) const CREATE_ALONE_STAGED: &str = create_alone!(staged);
 
 /// [`CREATE_ALONE_UNDER_QUOTA`] of a staged value (`$4` sent empty).
-pub(crate) const CREATE_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_create!(
-        "nextval('vss_creation_seq') * 1024",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "value"
-    ),
-    count_under_quota!("$5", "$6"),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
-);
+pub(crate) const CREATE_ALONE_UNDER_QUOTA_STAGED: &str = create_alone_under_quota!(staged);
 
 /// [`UPDATE_ALONE`] of a staged value (`$5` sent empty).
-pub(crate) const UPDATE_ALONE_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
-    count!(),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
-);
+pub(crate) const UPDATE_ALONE_STAGED: &str = update_alone!(staged);
 
 /// [`UPDATE_ALONE_UNDER_QUOTA`] of a staged value (`$5` sent empty).
-pub(crate) const UPDATE_ALONE_UNDER_QUOTA_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
-    count_under_quota!("$6", "$7"),
-    "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
-);
+pub(crate) const UPDATE_ALONE_UNDER_QUOTA_STAGED: &str = update_alone_under_quota!(staged);
 
 /// [`ANY_IN_PUT`] of a staged value (`$4` sent empty).
-pub(crate) const ANY_IN_PUT_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_any!(
-        "currval('vss_creation_seq') * 1024 + $5",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "o.value"
-    ),
-    " SELECT ",
-    add_to_put!()
-);
+pub(crate) const ANY_IN_PUT_STAGED: &str = any_in_put!(staged);
 
 /// [`CREATE_IN_PUT`] of a staged value (`$4` sent empty).
-pub(crate) const CREATE_IN_PUT_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_create!(
-        "currval('vss_creation_seq') * 1024 + $5",
-        "(SELECT v FROM s WHERE $4::bytea = '')",
-        "value"
-    ),
-    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), ",
-    add_to_put!()
-);
+pub(crate) const CREATE_IN_PUT_STAGED: &str = create_in_put!(staged);
 
 /// [`UPDATE_IN_PUT`] of a staged value (`$5` sent empty).
-pub(crate) const UPDATE_IN_PUT_STAGED: &str = concat!(
-    "WITH ",
-    staged!(),
-    write_update!("(SELECT v FROM s WHERE $5::bytea = '')", "value"),
-    " SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), ",
-    add_to_put!()
-);
+pub(crate) const UPDATE_IN_PUT_STAGED: &str = update_in_put!(staged);
 
 /// The put's total change, as its items added it up.
 macro_rules! put_total {
