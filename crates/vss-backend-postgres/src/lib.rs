@@ -73,9 +73,12 @@
 //!   the items added up (in two settings local to the transaction). A write
 //!   counts in its connection's shard (1 to 15), so one user's writes on
 //!   different connections do not queue on one row. A write under a quota counts
-//!   in shard 0 and judges the sum of all shards with `vss_require_quota`, which
-//!   raises SQLSTATE `VS507` with the usage before and after when the write
-//!   raised a measure above its limit (the server words the refusal from them):
+//!   in shard 0; when that changed the shard, its statement calls
+//!   `vss_judge_quota` (migration 6), which for a change that raised usage sums
+//!   all shards and, through `vss_require_quota`, raises SQLSTATE `VS507` with
+//!   the usage before and after when a measure went above its limit (the server
+//!   words the refusal from them; a write that changes no usage runs no more
+//!   than one without a quota):
 //!   writes under a quota that raise usage queue on shard 0, one per user at a
 //!   time, as the cost of an exact quota; different users never wait for each
 //!   other.

@@ -44,10 +44,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             "usage in shards, counted last by each write, without queueing one user's writes",
         sql: include_str!("../migrations/0005_usage_without_queueing.sql"),
     },
+    Migration {
+        version: 6,
+        description: "the quota judged by a function called only by writes that change usage",
+        sql: include_str!("../migrations/0006_quota_judged_in_a_function.sql"),
+    },
 ];
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 const _: () = assert!(MIGRATIONS[MIGRATIONS.len() - 1].version == SCHEMA_VERSION);
 

@@ -155,12 +155,14 @@ macro_rules! count {
 }
 
 /// Adds `w`'s change, when it is one, to the user's shard 0 (writes under a
-/// quota queue there), and defines `q`, which raises SQLSTATE `VS507` through
-/// `vss_require_quota` when the change raised bytes above `$max_bytes` or keys
-/// above `$max_keys` (NULL: no limit). The usage is shard 0 as this write
-/// leaves it plus the other shards as committed; writes under a quota never
-/// count elsewhere, so no admitted write can be missing from the sum. The
-/// function is called only for a write over the quota.
+/// quota queue there) and judges it: the RETURNING of the shard it changed
+/// calls `vss_judge_quota`, which raises SQLSTATE `VS507` (through
+/// `vss_require_quota`) when the change raised bytes above `$max_bytes` or
+/// keys above `$max_keys` (NULL: no limit). The usage judged is shard 0 as
+/// this write leaves it plus the other shards as committed; writes under a
+/// quota never count elsewhere, so no admitted write can be missing from the
+/// sum. A write that changes no usage changes no shard and calls nothing, so
+/// its statement costs what one without a quota does (migration 6).
 macro_rules! count_under_quota {
     ($max_bytes:literal, $max_keys:literal) => {
         concat!(
@@ -168,21 +170,12 @@ macro_rules! count_under_quota {
              SELECT $1, 0, bytes, keys FROM w WHERE bytes <> 0 OR keys <> 0 \
              ON CONFLICT (user_token, shard) DO UPDATE \
              SET bytes = u.bytes + EXCLUDED.bytes, keys = u.keys + EXCLUDED.keys \
-             RETURNING u.bytes, u.keys), \
-             t AS (SELECT w.bytes AS added_bytes, w.keys AS added_keys, \
-             u.bytes + r.bytes AS bytes, u.keys + r.keys AS keys \
-             FROM w, u, (SELECT COALESCE(sum(bytes), 0)::bigint AS bytes, \
-             COALESCE(sum(keys), 0)::bigint AS keys FROM vss_usage \
-             WHERE user_token = $1 AND shard > 0) AS r), \
-             q AS (SELECT CASE WHEN (added_bytes > 0 AND bytes > ",
-            $max_bytes,
-            ") OR (added_keys > 0 AND keys > ",
-            $max_keys,
-            ") THEN vss_require_quota(bytes - added_bytes, keys - added_keys, bytes, keys, ",
+             RETURNING vss_judge_quota($1, u.bytes, u.keys, (SELECT bytes FROM w), \
+             (SELECT keys FROM w), ",
             $max_bytes,
             ", ",
             $max_keys,
-            ") END AS over FROM t) "
+            ")) "
         )
     };
 }
@@ -221,7 +214,7 @@ macro_rules! any_alone_under_quota {
             with!($mode),
             write_any!("nextval('vss_creation_seq') * 1024", $mode),
             count_under_quota!("$5", "$6"),
-            "SELECT (SELECT over FROM q)"
+            "SELECT 1"
         )
     };
 }
@@ -251,7 +244,7 @@ macro_rules! create_alone_under_quota {
             with!($mode),
             write_create!("nextval('vss_creation_seq') * 1024", $mode),
             count_under_quota!("$5", "$6"),
-            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create'), (SELECT over FROM q)"
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'create')"
         )
     };
 }
@@ -282,7 +275,7 @@ macro_rules! update_alone_under_quota {
             with!($mode),
             write_update!($mode),
             count_under_quota!("$6", "$7"),
-            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update'), (SELECT over FROM q)"
+            "SELECT vss_require(EXISTS (SELECT 1 FROM w), 'update')"
         )
     };
 }
@@ -452,7 +445,7 @@ pub(crate) const COUNT_PUT_UNDER_QUOTA: &str = concat!(
     "WITH ",
     put_total!(),
     count_under_quota!("$2", "$3"),
-    "SELECT (SELECT over FROM q)"
+    "SELECT 1"
 );
 
 /// Checks that the global version is `$3` and makes it `$3 + 1`. The store's row is
@@ -501,7 +494,7 @@ pub(crate) const LIST_NEXT_PREFIX: &str = "SELECT key, version, sequence FROM vs
 /// The SQLSTATE `vss_require` raises.
 pub(crate) const CONDITION_FAILED: &str = "VS409";
 
-/// The SQLSTATE `vss_require_quota` raises.
+/// The SQLSTATE `vss_require_quota` raises (called by `vss_judge_quota`).
 pub(crate) const QUOTA_EXCEEDED: &str = "VS507";
 
 /// How many creation sequence numbers one put may use: more than the most items a put holds.

@@ -103,7 +103,8 @@ async fn a_missing_database_is_an_error_unless_creation_is_enabled() {
 }
 
 /// Migration 4 counts the usage of data stored before it, exactly, migration 5
-/// keeps that count in its shards, and quotas judge puts by it from the first one.
+/// keeps that count in its shards, and quotas judge puts by it from the first one
+/// (by migration 6's function).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_4_and_5_count_the_usage_of_data_already_stored() {
     let Some(config) = common::fresh_config("VSS_TEST_POSTGRES_URL", "usage") else {
@@ -115,7 +116,8 @@ async fn migrations_4_and_5_count_the_usage_of_data_already_stored() {
     let db = common::inspect(&config, &config.database).await;
     db.batch_execute(&format!(
         "DROP TABLE vss_usage;
-         DROP FUNCTION vss_recount_usage(), vss_require_quota(bigint, bigint, bigint, bigint, bigint, bigint);
+         DROP FUNCTION vss_recount_usage(), vss_require_quota(bigint, bigint, bigint, bigint, bigint, bigint),
+             vss_judge_quota(bytea, bigint, bigint, bigint, bigint, bigint, bigint);
          ALTER TABLE vss_objects DROP COLUMN prev_len;
          DELETE FROM {MIGRATIONS_TABLE} WHERE version >= 4;
          INSERT INTO vss_objects (user_token, store_id, key, version, sequence, value) VALUES
