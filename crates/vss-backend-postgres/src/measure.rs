@@ -3,7 +3,7 @@
 //!
 //! | metric | kind | meaning |
 //! | --- | --- | --- |
-//! | `vss_postgres_pool_connections` | gauge | `state="open"`: connections the pool holds; `state="idle"`: those free; `state="max"`: its limit |
+//! | `vss_postgres_pool_connections` | gauge | `state="open"`: connections the pool holds; `state="idle"`: those free (the connections reads share are never idle); `state="max"`: its limit |
 //! | `vss_postgres_pool_waiting` | gauge | requests waiting for a connection |
 
 /// Connections of the pool by state.

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use vss_core::proto::{
 use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, PutPlan, WriteCondition};
 use vss_core::{deadline, KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
+use crate::shared::{SharedConnection, SharedReads};
 use crate::sql;
 use crate::{migrations, PostgresConfig, PostgresError};
 
@@ -34,6 +36,8 @@ pub struct PostgresStore {
     gauges: crate::measure::PoolGauges,
     /// Values of at least this many bytes are staged (see `sql`, "Staged values").
     stage_from: usize,
+    /// The connections reads share (see `shared`).
+    shared: SharedReads,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -104,6 +108,7 @@ impl PostgresStore {
             "connected to PostgreSQL"
         );
         Ok(PostgresStore {
+            shared: SharedReads::for_pool(config.max_connections.max(1)),
             pool,
             tls,
             limits: StoreLimits {
@@ -141,6 +146,24 @@ impl PostgresStore {
         (self.stage_from != usize::MAX).then_some(self.stage_from)
     }
 
+    /// How many of the pool's connections reads share (a quarter of
+    /// `max_connections`, none below four; see the crate documentation).
+    pub fn shared_read_connections(&self) -> usize {
+        self.shared.count()
+    }
+
+    /// A connection for one read statement: a shared one when reads share
+    /// some, else one of the pool's.
+    async fn reader(&self) -> Result<ReadConnection, VssError> {
+        match self.shared.connection(|| self.client()).await {
+            Some(shared) => shared.map(ReadConnection::Shared),
+            None => self
+                .client()
+                .await
+                .map(|object| ReadConnection::Pooled(Box::new(object))),
+        }
+    }
+
     /// A pooled connection, waited for at most until the request's deadline
     /// (and the pool's `wait_timeout`).
     pub(crate) async fn client(&self) -> Result<Object, VssError> {
@@ -175,6 +198,35 @@ pub const STAGE_CHUNK_BYTES: usize = 1 << 20;
 pub(crate) fn release(client: Object, carried_bytes: usize) {
     if carried_bytes >= LARGE_VALUE_BYTES {
         drop(Object::take(client));
+    }
+}
+
+/// The connection of a read: see [`PostgresStore::reader`].
+enum ReadConnection {
+    Pooled(Box<Object>),
+    Shared(Arc<SharedConnection>),
+}
+
+impl ReadConnection {
+    fn client(&self) -> Result<&Object, VssError> {
+        match self {
+            ReadConnection::Pooled(object) => Ok(object),
+            ReadConnection::Shared(shared) => shared.client(),
+        }
+    }
+
+    /// Done with the connection, which carried `carried_bytes` of values: a
+    /// large amount has it closed (see [`release`]), a shared one once the
+    /// other reads on it are answered.
+    fn release(self, shared: &SharedReads, carried_bytes: usize) {
+        match self {
+            ReadConnection::Pooled(object) => release(*object, carried_bytes),
+            ReadConnection::Shared(conn) => {
+                if carried_bytes >= LARGE_VALUE_BYTES {
+                    shared.retire(&conn);
+                }
+            }
+        }
     }
 }
 
@@ -672,12 +724,13 @@ impl KvStore for PostgresStore {
         req: GetObjectRequest,
     ) -> Result<GetObjectResponse, VssError> {
         let target = validate::get(&req)?;
-        let client = self.client().await?;
+        let reader = self.reader().await?;
+        let client = reader.client()?;
         let user_bytes = user.as_str().as_bytes();
         let store = req.store_id.as_bytes();
         let value = match target {
             GetTarget::GlobalVersion => {
-                let statement = prepare(&client, sql::GET_GLOBAL_VERSION).await?;
+                let statement = prepare(client, sql::GET_GLOBAL_VERSION).await?;
                 let row = client
                     .query_opt(&statement, &[&user_bytes, &store])
                     .await
@@ -689,7 +742,7 @@ impl KvStore for PostgresStore {
                 validate::global_version_key_value(version)
             }
             GetTarget::Key(key) => {
-                let statement = prepare(&client, sql::GET).await?;
+                let statement = prepare(client, sql::GET).await?;
                 let row = client
                     .query_opt(&statement, &[&user_bytes, &store, &key.as_bytes()])
                     .await
@@ -698,7 +751,7 @@ impl KvStore for PostgresStore {
                 let version: i64 = row.try_get(0).map_err(internal)?;
                 // Checked once here, so that the owner below always finds it.
                 let length = row.try_get::<_, &[u8]>(1).map_err(internal)?.len();
-                release(client, length);
+                reader.release(&self.shared, length);
                 KeyValue {
                     key,
                     version,
@@ -788,7 +841,8 @@ impl KvStore for PostgresStore {
         req: ListKeyVersionsRequest,
     ) -> Result<ListKeyVersionsResponse, VssError> {
         let plan = validate::list(user, req, &self.limits)?;
-        let client = self.client().await?;
+        let reader = self.reader().await?;
+        let client = reader.client()?;
         let user_bytes = user.as_str().as_bytes();
         let store = plan.store_id.as_bytes();
         let limit = i64::try_from(plan.fetch_limit()).unwrap_or(i64::MAX);
@@ -805,25 +859,25 @@ impl KvStore for PostgresStore {
 
         let rows = match (plan.before_sequence, &range) {
             (None, None) => {
-                let statement = prepare(&client, sql::LIST_FIRST).await?;
+                let statement = prepare(client, sql::LIST_FIRST).await?;
                 client
                     .query(&statement, &[&user_bytes, &store, &limit])
                     .await
             }
             (None, Some((start, end))) => {
-                let statement = prepare(&client, sql::LIST_FIRST_PREFIX).await?;
+                let statement = prepare(client, sql::LIST_FIRST_PREFIX).await?;
                 client
                     .query(&statement, &[&user_bytes, &store, &limit, start, end])
                     .await
             }
             (Some(before), None) => {
-                let statement = prepare(&client, sql::LIST_NEXT).await?;
+                let statement = prepare(client, sql::LIST_NEXT).await?;
                 client
                     .query(&statement, &[&user_bytes, &store, &before, &limit])
                     .await
             }
             (Some(before), Some((start, end))) => {
-                let statement = prepare(&client, sql::LIST_NEXT_PREFIX).await?;
+                let statement = prepare(client, sql::LIST_NEXT_PREFIX).await?;
                 client
                     .query(
                         &statement,
@@ -870,6 +924,7 @@ impl KvStore for PostgresStore {
     }
 
     async fn close(&self) -> Result<(), VssError> {
+        self.shared.clear();
         self.pool.close();
         Ok(())
     }
