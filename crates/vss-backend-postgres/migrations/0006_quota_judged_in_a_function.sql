@@ -7,7 +7,7 @@
 -- overwrite with a value of the same length). From version 6 the write's count
 -- in shard 0 calls vss_judge_quota from its RETURNING, which runs only for the
 -- usage row it changed; the function returns at once for a change that raises
--- nothing, and otherwise sums the other shards and refuses through
+-- nothing that has a limit, and otherwise sums the other shards and refuses through
 -- vss_require_quota (kept: its message is what the store reads, and servers of
 -- version 5 still running during an upgrade call it).
 CREATE FUNCTION vss_judge_quota(
@@ -19,7 +19,8 @@ DECLARE
     total_bytes bigint;
     total_keys bigint;
 BEGIN
-    IF added_bytes <= 0 AND added_keys <= 0 THEN
+    -- Nothing rose that has a limit: nothing to judge.
+    IF (added_bytes <= 0 OR max_bytes IS NULL) AND (added_keys <= 0 OR max_keys IS NULL) THEN
         RETURN true;
     END IF;
     -- Shard 0 as this write leaves it (its row is locked to the commit) and

@@ -127,10 +127,14 @@
 //! flight on each: tokio-postgres sends the queries that arrive together in one
 //! write and PostgreSQL answers them back to back, which costs both sides fewer
 //! system calls and wake-ups per read (with PostgreSQL on a CPU of its own, gets
-//! went from 0.71 to 1.0 of pgbench's ceiling). A read waits behind the reads
-//! sent before it on its connection, so a very large value delays the few sent
-//! after it there. A shared connection that PostgreSQL closed is replaced when
-//! next chosen (a read in flight on it gets INTERNAL). With prepared statements:
+//! went from 0.71 to 1.16 of pgbench's ceiling, medians). A read waits behind
+//! the reads sent before it on its connection: a very large value delays every
+//! read sent after it there, a quarter of the reads with four shared
+//! connections, for as long as it takes to arrive. A shared connection leaves
+//! its place when PostgreSQL closes it (the reads in flight on it get INTERNAL),
+//! when a read on it fails or is abandoned in flight (its request's future
+//! dropped), or after a large value; the place is filled again in the background
+//! while the others serve. With prepared statements:
 //!
 //! | operation | round trips | what is sent |
 //! | --- | --- | --- |

@@ -20,7 +20,7 @@ use vss_core::proto::{
 use vss_core::validate::{self, DeleteCondition, GetTarget, ListedKey, PutPlan, WriteCondition};
 use vss_core::{deadline, KvStore, Quota, StoreLimits, Usage, UserToken, VssError};
 
-use crate::shared::{SharedConnection, SharedReads};
+use crate::shared::{SharedRead, SharedReads};
 use crate::sql;
 use crate::{migrations, PostgresConfig, PostgresError};
 
@@ -37,7 +37,7 @@ pub struct PostgresStore {
     /// Values of at least this many bytes are staged (see `sql`, "Staged values").
     stage_from: usize,
     /// The connections reads share (see `shared`).
-    shared: SharedReads,
+    shared: Arc<SharedReads>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -108,7 +108,7 @@ impl PostgresStore {
             "connected to PostgreSQL"
         );
         Ok(PostgresStore {
-            shared: SharedReads::for_pool(config.max_connections.max(1)),
+            shared: Arc::new(SharedReads::for_pool(config.max_connections.max(1))),
             pool,
             tls,
             limits: StoreLimits {
@@ -155,12 +155,12 @@ impl PostgresStore {
     /// A connection for one read statement: a shared one when reads share
     /// some, else one of the pool's.
     async fn reader(&self) -> Result<ReadConnection, VssError> {
-        match self.shared.connection(|| self.client()).await {
+        match self.shared.connection(&self.pool, || self.client()).await {
             Some(shared) => shared.map(ReadConnection::Shared),
             None => self
                 .client()
                 .await
-                .map(|object| ReadConnection::Pooled(Box::new(object))),
+                .map(|object| ReadConnection::Pooled(Box::new(Held::new(object)))),
         }
     }
 
@@ -201,31 +201,61 @@ pub(crate) fn release(client: Object, carried_bytes: usize) {
     }
 }
 
-/// The connection of a read: see [`PostgresStore::reader`].
+/// A pooled connection while a request uses it: it goes back to the pool
+/// only by [`Held::release`]. Dropped before that (the request failed on it, or
+/// its future was dropped: a timeout, a client gone, a shutdown), it is closed:
+/// a statement may still be running on it, a staged put's transaction may be
+/// open, a large value may be on its way into its buffers, and none of that
+/// may reach the request that would use it next.
+struct Held(Option<Object>);
+
+impl Held {
+    fn new(object: Object) -> Self {
+        Held(Some(object))
+    }
+
+    fn client(&self) -> Result<&Object, VssError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| VssError::internal("PostgreSQL connection already released"))
+    }
+
+    /// Back to the pool, or closed if it carried a large value ([`release`]).
+    fn release(mut self, carried_bytes: usize) {
+        if let Some(object) = self.0.take() {
+            release(object, carried_bytes);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// The connection of a read: see [`PostgresStore::reader`]. Released when
+/// the read is answered; dropped otherwise (see [`Held`] and [`SharedRead`]).
 enum ReadConnection {
-    Pooled(Box<Object>),
-    Shared(Arc<SharedConnection>),
+    Pooled(Box<Held>),
+    Shared(SharedRead),
 }
 
 impl ReadConnection {
     fn client(&self) -> Result<&Object, VssError> {
         match self {
-            ReadConnection::Pooled(object) => Ok(object),
+            ReadConnection::Pooled(held) => held.client(),
             ReadConnection::Shared(shared) => shared.client(),
         }
     }
 
-    /// Done with the connection, which carried `carried_bytes` of values: a
-    /// large amount has it closed (see [`release`]), a shared one once the
-    /// other reads on it are answered.
-    fn release(self, shared: &SharedReads, carried_bytes: usize) {
+    /// The read is answered, having carried `carried_bytes` of values.
+    fn release(self, carried_bytes: usize) {
         match self {
-            ReadConnection::Pooled(object) => release(*object, carried_bytes),
-            ReadConnection::Shared(conn) => {
-                if carried_bytes >= LARGE_VALUE_BYTES {
-                    shared.retire(&conn);
-                }
-            }
+            ReadConnection::Pooled(held) => held.release(carried_bytes),
+            ReadConnection::Shared(shared) => shared.release(carried_bytes),
         }
     }
 }
@@ -636,11 +666,11 @@ struct Ran {
 impl Ran {
     /// The answer, after dropping a connection that was sent a cancel, or
     /// that carried `carried_bytes` of values when they are large ([`release`]).
-    fn finish(self, client: Object, carried_bytes: usize) -> Result<(), VssError> {
+    fn finish(self, client: Held, carried_bytes: usize) -> Result<(), VssError> {
         if self.cancelled {
-            drop(Object::take(client));
+            drop(client); // closes it: see `Held`
         } else {
-            release(client, carried_bytes);
+            client.release(carried_bytes);
         }
         self.result
     }
@@ -735,6 +765,7 @@ impl KvStore for PostgresStore {
                     .query_opt(&statement, &[&user_bytes, &store])
                     .await
                     .map_err(internal)?;
+                reader.release(0);
                 let version = match row {
                     Some(row) => row.try_get::<_, i64>(0).map_err(internal)?,
                     None => 0,
@@ -746,12 +777,15 @@ impl KvStore for PostgresStore {
                 let row = client
                     .query_opt(&statement, &[&user_bytes, &store, &key.as_bytes()])
                     .await
-                    .map_err(internal)?
-                    .ok_or_else(|| VssError::no_such_key(&key))?;
+                    .map_err(internal)?;
+                let Some(row) = row else {
+                    reader.release(0);
+                    return Err(VssError::no_such_key(&key));
+                };
                 let version: i64 = row.try_get(0).map_err(internal)?;
                 // Checked once here, so that the owner below always finds it.
                 let length = row.try_get::<_, &[u8]>(1).map_err(internal)?.len();
-                reader.release(&self.shared, length);
+                reader.release(length);
                 KeyValue {
                     key,
                     version,
@@ -792,10 +826,10 @@ impl KvStore for PostgresStore {
         let all: usize = plan.writes.iter().map(|w| w.value.len()).sum();
         let staged_bytes: usize = staged.iter().map(|s| s.value.len()).sum();
         let carried = all - staged_bytes + staged_bytes.min(STAGE_CHUNK_BYTES);
-        let client = self.client().await?;
-        run_statements(&client, &self.tls, &statements, quota, &staged)
+        let held = Held::new(self.client().await?);
+        run_statements(held.client()?, &self.tls, &statements, quota, &staged)
             .await
-            .finish(client, carried)?;
+            .finish(held, carried)?;
         Ok(PutObjectResponse {})
     }
 
@@ -826,10 +860,10 @@ impl KvStore for PostgresStore {
                 conflict: None,
             },
         };
-        let client = self.client().await?;
-        run_statements(&client, &self.tls, &[delete], Quota::UNLIMITED, &[])
+        let held = Held::new(self.client().await?);
+        run_statements(held.client()?, &self.tls, &[delete], Quota::UNLIMITED, &[])
             .await
-            .finish(client, 0)?;
+            .finish(held, 0)?;
         Ok(DeleteObjectResponse {})
     }
 
@@ -887,6 +921,7 @@ impl KvStore for PostgresStore {
             }
         }
         .map_err(internal)?;
+        reader.release(0);
 
         // First-page rows carry the global version in front of the key columns.
         let first = plan.before_sequence.is_none();

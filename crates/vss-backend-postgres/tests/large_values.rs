@@ -252,3 +252,70 @@ async fn a_failure_while_staging_writes_nothing_and_the_next_put_works() {
     let read = store.get(&user, get("big")).await.unwrap().value.unwrap();
     assert_eq!((read.version, read.value), (1, second));
 }
+
+/// A put whose future is dropped inside its transaction (a request past its
+/// deadline, a client gone, a shutdown) leaves no open transaction to the next
+/// request: its connection is closed, not pooled. With a pool of one, the next
+/// put would otherwise run inside that transaction, never committed although
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_put_leaves_no_transaction_to_the_next() {
+    let Some(mut config) = fresh_config("VSS_TEST_POSTGRES_URL", "abandonedput") else {
+        return;
+    };
+    config.max_connections = 1;
+    let store = std::sync::Arc::new(
+        PostgresStore::connect(config.clone())
+            .await
+            .unwrap()
+            .with_staged_values_from(1),
+    );
+    let pg = inspect(&config, &config.database).await;
+    let user = UserToken::new("u").unwrap();
+    store.put(&user, put("k", 10)).await.unwrap();
+
+    // A staged put opens its transaction, then waits to create its table of
+    // staged values: a lock held here keeps the catalog from being written.
+    // Its future is then dropped, the transaction still open.
+    let mut locker = inspect(&config, &config.database).await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE pg_catalog.pg_class IN SHARE MODE")
+        .await
+        .unwrap();
+    let abandoned = {
+        let (store, user) = (store.clone(), user.clone());
+        tokio::spawn(async move { store.put(&user, put("k", 20)).await })
+    };
+    let mut waiting = 0;
+    for _ in 0..400 {
+        waiting = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 1, "the staged put waits for the catalog's lock");
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    tx.commit().await.unwrap();
+
+    // The next put works, and once acknowledged another connection sees it.
+    store
+        .put(&user, put("next", 30))
+        .await
+        .expect("the put after an abandoned one");
+    let seen: i64 = pg
+        .query_one("SELECT count(*) FROM vss_objects WHERE key = 'next'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 1, "an acknowledged put is not committed");
+}
