@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 use common::*;
 use vss_backend_postgres::{PostgresConfig, PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};
@@ -34,27 +32,14 @@ async fn a_connection_that_carried_a_large_value_is_not_pooled() {
     config.max_connections = 1;
     let store = PostgresStore::connect(config.clone()).await.unwrap();
     let pg = inspect(&config, &config.database).await;
-    // The store's backends: every other connection to its database.
-    let backends = || async {
-        pg.query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<_, i32>(0))
-        .collect::<BTreeSet<i32>>()
-    };
     let user = UserToken::new("u").unwrap();
     let small = LARGE_VALUE_BYTES - 1;
 
     // Below the limit, the one connection serves every call.
     store.put(&user, put("small", small)).await.unwrap();
-    let first = backends().await;
+    let first = backends(&pg).await;
     store.get(&user, get("small")).await.unwrap();
-    let again = backends().await;
+    let again = backends(&pg).await;
     assert!(
         again.is_subset(&first),
         "a value under the limit opened a connection: before {first:?}, after {again:?}"
@@ -66,7 +51,7 @@ async fn a_connection_that_carried_a_large_value_is_not_pooled() {
         .await
         .unwrap();
     store.get(&user, get("small")).await.unwrap();
-    let after_put = backends().await;
+    let after_put = backends(&pg).await;
     assert!(
         after_put.difference(&first).next().is_some(),
         "the connection of a large put was pooled: before {first:?}, after {after_put:?}"
@@ -77,7 +62,7 @@ async fn a_connection_that_carried_a_large_value_is_not_pooled() {
     assert_eq!(value.value.len(), LARGE_VALUE_BYTES);
     assert!(value.value.iter().all(|b| *b == 7));
     store.get(&user, get("small")).await.unwrap();
-    let after_get = backends().await;
+    let after_get = backends(&pg).await;
     assert!(
         after_get.difference(&after_put).next().is_some(),
         "the connection of a large get was pooled: before {after_put:?}, after {after_get:?}"
@@ -286,23 +271,7 @@ async fn an_abandoned_put_leaves_no_transaction_to_the_next() {
         let (store, user) = (store.clone(), user.clone());
         tokio::spawn(async move { store.put(&user, put("k", 20)).await })
     };
-    let mut waiting = 0;
-    for _ in 0..400 {
-        waiting = pg
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-        if waiting == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(waiting, 1, "the staged put waits for the catalog's lock");
+    until_waiting_on_locks(&pg, 1, "the staged put waits for the catalog's lock").await;
     abandoned.abort();
     assert!(abandoned.await.unwrap_err().is_cancelled());
     tx.commit().await.unwrap();

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +34,18 @@ fn get(key: &str) -> GetObjectRequest {
     }
 }
 
+/// The length of the value `key` holds.
+async fn value_len(store: &PostgresStore, user: &UserToken, key: &str) -> usize {
+    store
+        .get(user, get(key))
+        .await
+        .unwrap()
+        .value
+        .unwrap()
+        .value
+        .len()
+}
+
 /// A store with a pool of `pool` connections, and a client that looks at it.
 async fn store_with_pool(
     label: &str,
@@ -45,20 +56,6 @@ async fn store_with_pool(
     let store = PostgresStore::connect(config.clone()).await.unwrap();
     let pg = inspect(&config, &config.database).await;
     Some((store, pg))
-}
-
-/// The store's backends: every connection to its database but `pg`'s own.
-async fn backends(pg: &tokio_postgres::Client) -> BTreeSet<i32> {
-    pg.query(
-        "SELECT pid FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        &[],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|row| row.get::<_, i32>(0))
-    .collect()
 }
 
 /// The backend of the store's shared connection: the one whose last
@@ -74,17 +71,6 @@ async fn shared_backend(pg: &tokio_postgres::Client) -> i32 {
         .unwrap();
     assert_eq!(rows.len(), 1, "one connection ran gets");
     rows[0].get(0)
-}
-
-/// Waits (at most 20 s) until `done` says yes about the store's backends.
-async fn until(pg: &tokio_postgres::Client, what: &str, done: impl Fn(&BTreeSet<i32>) -> bool) {
-    for _ in 0..400 {
-        if done(&backends(pg).await) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: still not so after 20 s ({:?})", backends(pg).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,23 +114,7 @@ async fn reads_are_answered_while_every_other_connection_is_busy() {
             tokio::spawn(async move { store.put(&user, put("k", 20)).await })
         })
         .collect();
-    let mut waiting = 0;
-    for _ in 0..400 {
-        waiting = pg
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-        if waiting >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(waiting >= 3, "the puts hold the rest of the pool");
+    until_waiting_on_locks(&pg, 3, "the puts hold the rest of the pool").await;
 
     // 64 reads at once, each longer than the pool's wait if it had to wait.
     let reads: Vec<_> = (0..64)
@@ -190,17 +160,7 @@ async fn reads_are_answered_while_every_other_connection_is_busy() {
         }
     }
     assert!(stored >= 3, "only {stored} puts were stored");
-    assert_eq!(
-        store
-            .get(&user, get("k"))
-            .await
-            .unwrap()
-            .value
-            .unwrap()
-            .value
-            .len(),
-        20
-    );
+    assert_eq!(value_len(&store, &user, "k").await, 20);
 }
 
 /// A shared connection that carried a large value is closed (its buffers grew
@@ -224,24 +184,14 @@ async fn a_shared_connection_that_carried_a_large_value_is_closed() {
     assert_eq!(value.value.len(), LARGE_VALUE_BYTES);
     assert!(value.value.iter().all(|b| *b == 7));
     // Closed, not pooled.
-    until(
+    until_backends(
         &pg,
         "the shared connection that carried the value is closed",
         |now| !now.contains(&shared),
     )
     .await;
     // And reads go on, on a new connection.
-    assert_eq!(
-        store
-            .get(&user, get("small"))
-            .await
-            .unwrap()
-            .value
-            .unwrap()
-            .value
-            .len(),
-        10
-    );
+    assert_eq!(value_len(&store, &user, "small").await, 10);
 }
 
 /// A shared connection that PostgreSQL closed is replaced: reads answer
@@ -261,7 +211,10 @@ async fn a_shared_connection_closed_by_postgres_is_replaced() {
     )
     .await
     .unwrap();
-    until(&pg, "the store's connections are gone", BTreeSet::is_empty).await;
+    until_backends(&pg, "the store's connections are gone", |now| {
+        now.is_empty()
+    })
+    .await;
     let mut failures = 0;
     loop {
         match store.get(&user, get("k")).await {
@@ -306,40 +259,14 @@ async fn an_abandoned_read_retires_its_shared_connection() {
         let (store, user) = (store.clone(), user.clone());
         tokio::spawn(async move { store.get(&user, get("k")).await })
     };
-    let mut waiting = 0;
-    for _ in 0..400 {
-        waiting = pg
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-        if waiting == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(waiting, 1, "the read waits for the lock");
+    until_waiting_on_locks(&pg, 1, "the read waits for the lock").await;
     read.abort();
     assert!(read.await.unwrap_err().is_cancelled());
     tx.commit().await.unwrap();
 
-    until(&pg, "the abandoned read's connection is closed", |now| {
+    until_backends(&pg, "the abandoned read's connection is closed", |now| {
         !now.contains(&shared)
     })
     .await;
-    assert_eq!(
-        store
-            .get(&user, get("k"))
-            .await
-            .unwrap()
-            .value
-            .unwrap()
-            .value
-            .len(),
-        10
-    );
+    assert_eq!(value_len(&store, &user, "k").await, 10);
 }

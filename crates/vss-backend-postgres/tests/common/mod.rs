@@ -60,3 +60,55 @@ pub async fn inspect(config: &PostgresConfig, database: &str) -> tokio_postgres:
 pub fn subject(store: &Arc<PostgresStore>) -> Subject {
     Subject::admin(store.clone())
 }
+
+/// The backends of `pg`'s database: every connection to it but `pg`'s own.
+pub async fn backends(pg: &tokio_postgres::Client) -> std::collections::BTreeSet<i32> {
+    pg.query(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get::<_, i32>(0))
+    .collect()
+}
+
+/// Waits (polling, at most 20 s) until `done` says yes about the backends of
+/// `pg`'s database; panics naming `what` otherwise.
+pub async fn until_backends(
+    pg: &tokio_postgres::Client,
+    what: &str,
+    done: impl Fn(&std::collections::BTreeSet<i32>) -> bool,
+) {
+    for _ in 0..400 {
+        if done(&backends(pg).await) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what}: still not so after 20 s ({:?})", backends(pg).await);
+}
+
+/// Waits (polling, at most 20 s) until at least `count` backends of `pg`'s
+/// database wait for a lock; panics naming `what` otherwise.
+pub async fn until_waiting_on_locks(pg: &tokio_postgres::Client, count: i64, what: &str) {
+    let mut waiting = 0;
+    for _ in 0..400 {
+        waiting = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {waiting} of {count} wait for a lock after 20 s");
+}
