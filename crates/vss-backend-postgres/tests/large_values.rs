@@ -10,19 +10,8 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use vss_backend_postgres::{PostgresConfig, PostgresStore, LARGE_VALUE_BYTES, STAGE_CHUNK_BYTES};
-use vss_core::proto::{GetObjectRequest, KeyValue, PutObjectRequest};
+use vss_core::proto::{KeyValue, PutObjectRequest};
 use vss_core::{KvStore, UserToken};
-
-fn put(key: &str, size: usize) -> PutObjectRequest {
-    put_of(key, &Bytes::from(vec![7u8; size]))
-}
-
-fn get(key: &str) -> GetObjectRequest {
-    GetObjectRequest {
-        store_id: "s".into(),
-        key: key.into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_carried_a_large_value_is_not_pooled() {
@@ -161,19 +150,6 @@ async fn own_role(label: &str) -> Option<(PostgresConfig, String, tokio_postgres
     config.password = None;
     config.create_database = false;
     Some((config, role, admin))
-}
-
-fn put_of(key: &str, value: &Bytes) -> PutObjectRequest {
-    PutObjectRequest {
-        store_id: "s".into(),
-        global_version: None,
-        transaction_items: vec![KeyValue {
-            key: key.into(),
-            version: -1,
-            value: value.clone(),
-        }],
-        delete_items: vec![],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

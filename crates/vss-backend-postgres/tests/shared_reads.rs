@@ -8,31 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use vss_backend_postgres::{PostgresStore, LARGE_VALUE_BYTES};
-use vss_core::proto::{GetObjectRequest, KeyValue, ListKeyVersionsRequest, PutObjectRequest};
+use vss_core::proto::ListKeyVersionsRequest;
 use vss_core::{KvStore, UserToken, VssError};
-
-fn put(key: &str, size: usize) -> PutObjectRequest {
-    PutObjectRequest {
-        store_id: "s".into(),
-        global_version: None,
-        transaction_items: vec![KeyValue {
-            key: key.into(),
-            version: -1,
-            value: Bytes::from(vec![7u8; size]),
-        }],
-        delete_items: vec![],
-    }
-}
-
-fn get(key: &str) -> GetObjectRequest {
-    GetObjectRequest {
-        store_id: "s".into(),
-        key: key.into(),
-    }
-}
 
 /// The length of the value `key` holds.
 async fn value_len(store: &PostgresStore, user: &UserToken, key: &str) -> usize {

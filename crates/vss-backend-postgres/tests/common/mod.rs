@@ -112,3 +112,30 @@ pub async fn until_waiting_on_locks(pg: &tokio_postgres::Client, count: i64, wha
     }
     panic!("{what}: {waiting} of {count} wait for a lock after 20 s");
 }
+
+/// A put of one item, `key` at version -1, in store "s".
+pub fn put_of(key: &str, value: &bytes::Bytes) -> vss_core::proto::PutObjectRequest {
+    vss_core::proto::PutObjectRequest {
+        store_id: "s".into(),
+        global_version: None,
+        transaction_items: vec![vss_core::proto::KeyValue {
+            key: key.into(),
+            version: -1,
+            value: value.clone(),
+        }],
+        delete_items: vec![],
+    }
+}
+
+/// [`put_of`] a value of `size` bytes, all 7.
+pub fn put(key: &str, size: usize) -> vss_core::proto::PutObjectRequest {
+    put_of(key, &bytes::Bytes::from(vec![7u8; size]))
+}
+
+/// A get of `key` in store "s".
+pub fn get(key: &str) -> vss_core::proto::GetObjectRequest {
+    vss_core::proto::GetObjectRequest {
+        store_id: "s".into(),
+        key: key.into(),
+    }
+}
