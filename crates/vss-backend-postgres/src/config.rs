@@ -78,7 +78,9 @@ pub struct PostgresConfig {
     /// CA certificate(s) as PEM text, trusted in addition to the others (the reference
     /// server's `crt_pem`, which adds a root certificate).
     pub ca_pem: Option<String>,
-    /// Most connections the pool keeps open.
+    /// Most connections the pool keeps open. A quarter of them (none below
+    /// four) are shared by reads, many in flight on each; the rest serve one
+    /// request at a time (see the crate documentation, "Round trips").
     pub max_connections: usize,
     /// Time allowed to open one connection (TCP, TLS and login).
     pub connect_timeout: Duration,
