@@ -7,9 +7,9 @@
 -- overwrite with a value of the same length). From version 6 the write's count
 -- in shard 0 calls vss_judge_quota from its RETURNING, which runs only for the
 -- usage row it changed; the function returns at once for a change that raises
--- nothing that has a limit, and otherwise sums the other shards and refuses through
--- vss_require_quota (kept: its message is what the store reads, and servers of
--- version 5 still running during an upgrade call it).
+-- nothing that has a limit, and otherwise sums the other shards and has
+-- vss_require_quota judge them (kept: it owns the comparison and the message the
+-- store reads, and servers of version 5 still running during an upgrade call it).
 CREATE FUNCTION vss_judge_quota(
     owner bytea, shard_bytes bigint, shard_keys bigint, added_bytes bigint, added_keys bigint,
     max_bytes bigint, max_keys bigint
@@ -29,10 +29,8 @@ BEGIN
         INTO total_bytes, total_keys
         FROM vss_usage u
         WHERE u.user_token = owner AND u.shard > 0;
-    IF (added_bytes > 0 AND total_bytes > max_bytes) OR (added_keys > 0 AND total_keys > max_keys) THEN
-        PERFORM vss_require_quota(total_bytes - added_bytes, total_keys - added_keys,
-            total_bytes, total_keys, max_bytes, max_keys);
-    END IF;
-    RETURN true;
+    -- vss_require_quota judges (and words the refusal), as in version 5.
+    RETURN vss_require_quota(total_bytes - added_bytes, total_keys - added_keys,
+        total_bytes, total_keys, max_bytes, max_keys);
 END
 $$;

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::{Object, Pool};
 use vss_core::VssError;
 
-use crate::LARGE_VALUE_BYTES;
+use crate::store::{too_large_to_keep, Held};
 
 /// How many connections of a pool of `pool_size` reads share.
 pub(crate) fn shared_count(pool_size: usize) -> usize {
@@ -47,13 +47,10 @@ pub(crate) struct SharedReads {
 impl SharedReads {
     /// The slots for a pool of `pool_size` connections (see [`shared_count`]).
     pub(crate) fn for_pool(pool_size: usize) -> Self {
+        let count = shared_count(pool_size);
         SharedReads {
-            slots: (0..shared_count(pool_size))
-                .map(|_| Mutex::new(None))
-                .collect(),
-            refilling: (0..shared_count(pool_size))
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            refilling: (0..count).map(|_| AtomicBool::new(false)).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -107,7 +104,7 @@ impl SharedReads {
     /// meanwhile (then `object` goes back to the pool); returns the slot's.
     fn fill(&self, index: usize, object: Object) -> Arc<SharedConnection> {
         let fresh = Arc::new(SharedConnection {
-            object: Some(object),
+            held: Held::new(object),
             retired: AtomicBool::new(false),
         });
         let Some(Ok(mut held)) = self.slots.get(index).map(Mutex::lock) else {
@@ -192,7 +189,7 @@ impl SharedRead {
     /// connection stays shared, unless that was a large value.
     pub(crate) fn release(mut self, carried_bytes: usize) {
         self.released = true;
-        if carried_bytes >= LARGE_VALUE_BYTES {
+        if too_large_to_keep(carried_bytes) {
             self.reads.retire(&self.conn);
         }
     }
@@ -206,34 +203,30 @@ impl Drop for SharedRead {
     }
 }
 
-/// A pooled connection that reads share; see the module documentation.
+/// A pooled connection that reads share; see the module documentation. Like
+/// any [`Held`] connection it is closed when dropped, unless it was never
+/// retired: then it goes back to the pool.
 pub(crate) struct SharedConnection {
-    /// Always `Some` until dropped.
-    object: Option<Object>,
+    held: Held,
     retired: AtomicBool,
 }
 
 impl SharedConnection {
     /// The connection's client.
     pub(crate) fn client(&self) -> Result<&Object, VssError> {
-        self.object
-            .as_ref()
-            .ok_or_else(|| VssError::internal("PostgreSQL shared connection already released"))
+        self.held.client()
     }
 
     fn usable(&self) -> bool {
-        !self.retired.load(Ordering::Relaxed)
-            && self.object.as_ref().is_some_and(|o| !o.is_closed())
+        !self.retired.load(Ordering::Relaxed) && self.client().is_ok_and(|o| !o.is_closed())
     }
 }
 
 impl Drop for SharedConnection {
     fn drop(&mut self) {
-        if let Some(object) = self.object.take() {
-            if self.retired.load(Ordering::Relaxed) {
-                drop(Object::take(object));
-            }
-            // Else the object goes back to the pool.
+        if !self.retired.load(Ordering::Relaxed) {
+            std::mem::replace(&mut self.held, Held::released()).release(0);
         }
+        // A retired one is closed by `Held`.
     }
 }

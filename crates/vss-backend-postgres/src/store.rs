@@ -193,10 +193,16 @@ pub const LARGE_VALUE_BYTES: usize = 1 << 20;
 /// ([`PostgresStore::with_staged_values_from`]).
 pub const STAGE_CHUNK_BYTES: usize = 1 << 20;
 
+/// Whether a connection that carried `carried_bytes` of values must be closed
+/// rather than kept ([`LARGE_VALUE_BYTES`]).
+pub(crate) fn too_large_to_keep(carried_bytes: usize) -> bool {
+    carried_bytes >= LARGE_VALUE_BYTES
+}
+
 /// Closes `client` instead of pooling it when it carried a large value
-/// ([`LARGE_VALUE_BYTES`]).
+/// ([`too_large_to_keep`]).
 pub(crate) fn release(client: Object, carried_bytes: usize) {
-    if carried_bytes >= LARGE_VALUE_BYTES {
+    if too_large_to_keep(carried_bytes) {
         drop(Object::take(client));
     }
 }
@@ -207,21 +213,26 @@ pub(crate) fn release(client: Object, carried_bytes: usize) {
 /// a statement may still be running on it, a staged put's transaction may be
 /// open, a large value may be on its way into its buffers, and none of that
 /// may reach the request that would use it next.
-struct Held(Option<Object>);
+pub(crate) struct Held(Option<Object>);
 
 impl Held {
-    fn new(object: Object) -> Self {
+    pub(crate) fn new(object: Object) -> Self {
         Held(Some(object))
     }
 
-    fn client(&self) -> Result<&Object, VssError> {
+    /// A `Held` whose connection has gone already.
+    pub(crate) fn released() -> Self {
+        Held(None)
+    }
+
+    pub(crate) fn client(&self) -> Result<&Object, VssError> {
         self.0
             .as_ref()
             .ok_or_else(|| VssError::internal("PostgreSQL connection already released"))
     }
 
     /// Back to the pool, or closed if it carried a large value ([`release`]).
-    fn release(mut self, carried_bytes: usize) {
+    pub(crate) fn release(mut self, carried_bytes: usize) {
         if let Some(object) = self.0.take() {
             release(object, carried_bytes);
         }
