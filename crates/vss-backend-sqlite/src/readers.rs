@@ -7,7 +7,7 @@
 //! hand-off cost more than the SQLite read itself (`get` reached 0.4 of the
 //! in-memory store's throughput). Here a woken reader drains up to
 //! [`BATCH`] queued jobs before it sleeps again, so one wake-up serves many
-//! requests, and the async runtime never runs SQLite code.
+//! requests. (Small gets skip even this: see the `inline` module.)
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
