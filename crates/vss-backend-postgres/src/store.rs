@@ -902,29 +902,29 @@ impl KvStore for PostgresStore {
             ))
         };
 
-        let rows = match (plan.before_sequence, &range) {
+        let row = match (plan.before_sequence, &range) {
             (None, None) => {
                 let statement = prepare(client, sql::LIST_FIRST).await?;
                 client
-                    .query(&statement, &[&user_bytes, &store, &limit])
+                    .query_one(&statement, &[&user_bytes, &store, &limit])
                     .await
             }
             (None, Some((start, end))) => {
                 let statement = prepare(client, sql::LIST_FIRST_PREFIX).await?;
                 client
-                    .query(&statement, &[&user_bytes, &store, &limit, start, end])
+                    .query_one(&statement, &[&user_bytes, &store, &limit, start, end])
                     .await
             }
             (Some(before), None) => {
                 let statement = prepare(client, sql::LIST_NEXT).await?;
                 client
-                    .query(&statement, &[&user_bytes, &store, &before, &limit])
+                    .query_one(&statement, &[&user_bytes, &store, &before, &limit])
                     .await
             }
             (Some(before), Some((start, end))) => {
                 let statement = prepare(client, sql::LIST_NEXT_PREFIX).await?;
                 client
-                    .query(
+                    .query_one(
                         &statement,
                         &[&user_bytes, &store, &before, &limit, start, end],
                     )
@@ -934,26 +934,42 @@ impl KvStore for PostgresStore {
         .map_err(internal)?;
         reader.release(0);
 
-        // First-page rows carry the global version in front of the key columns.
+        // First pages carry the global version in front of the arrays.
         let first = plan.before_sequence.is_none();
         let skip = usize::from(first);
-        let mut global_version = 0;
-        let mut listed = Vec::with_capacity(rows.len());
-        for row in rows {
-            if first {
-                global_version = row.try_get::<_, i64>(0).map_err(internal)?;
-            }
-            let key: Option<Vec<u8>> = row.try_get(skip).map_err(internal)?;
-            let Some(key) = key else {
-                continue; // the empty side of the first page's outer join
-            };
-            listed.push(ListedKey {
-                key: decode_key(key)?,
-                version: row.try_get(skip + 1).map_err(internal)?,
-                sequence: row.try_get(skip + 2).map_err(internal)?,
-            });
+        let global_version = if first {
+            row.try_get::<_, Option<i64>>(0)
+                .map_err(internal)?
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let keys: Option<Vec<Vec<u8>>> = row.try_get(skip).map_err(internal)?;
+        let versions: Option<Vec<i64>> = row.try_get(skip + 1).map_err(internal)?;
+        let sequences: Option<Vec<i64>> = row.try_get(skip + 2).map_err(internal)?;
+        let (keys, versions, sequences) = (
+            keys.unwrap_or_default(),
+            versions.unwrap_or_default(),
+            sequences.unwrap_or_default(),
+        );
+        if keys.len() != versions.len() || keys.len() != sequences.len() {
+            return Err(VssError::internal(
+                "a listing page's arrays differ in length",
+            ));
         }
-        // The outer join does not promise the inner order; at most a page to sort.
+        let mut listed = keys
+            .into_iter()
+            .zip(versions)
+            .zip(sequences)
+            .map(|((key, version), sequence)| {
+                Ok(ListedKey {
+                    key: decode_key(key)?,
+                    version,
+                    sequence,
+                })
+            })
+            .collect::<Result<Vec<_>, VssError>>()?;
+        // array_agg does not promise the order of its input; at most a page to sort.
         listed.sort_unstable_by_key(|row| std::cmp::Reverse(row.sequence));
         Ok(plan.respond(listed, global_version))
     }
