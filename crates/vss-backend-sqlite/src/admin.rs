@@ -76,8 +76,7 @@ pub(crate) fn read_items(
     size: PageSize,
 ) -> Result<ItemsPage, VssError> {
     let tx = conn.savepoint().map_err(db)?;
-    let global_version =
-        crate::read::global_version(&tx, &store.user, &store.store_id).map_err(db)?;
+    let global_version = crate::read::global_version(&tx, &store.user, &store.store_id)?;
     let mut items = Vec::new();
     {
         let mut statement = tx

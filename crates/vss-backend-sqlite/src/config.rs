@@ -54,9 +54,8 @@ pub struct SqliteConfig {
     /// Most write requests the writer commits in one transaction. Default: 256.
     /// `1` disables batching (one commit, and with `Full` one sync, per request).
     pub max_batch: usize,
-    /// Reader threads, each with its own read-only connection, serving `list`
-    /// and the `get`s not answered on the caller's thread (large values, or no
-    /// idle connection of the one-per-CPU set those use) concurrently. Default: 4.
+    /// Reader threads, each with its own read-only connection, serving `get` and
+    /// `list` concurrently. Default: 4.
     pub read_connections: usize,
     /// How long a connection waits for a lock held by another process before
     /// the request fails with an internal error. Default: 5 s.

@@ -37,15 +37,9 @@
 //!
 //! ## Threads
 //!
-//! - **Gets** of values under 256 KiB run on the calling task's own thread,
-//!   on an idle read-only connection of a small set (one per CPU): a few
-//!   microseconds of SQLite's work, cheaper than the two thread switches of
-//!   handing them to a reader thread. These connections never wait for a lock
-//!   (a get that would wait goes to the reader threads), so what can hold up
-//!   the async runtime is at most a page read from the disk when neither
-//!   SQLite's cache nor the operating system's holds it. A get that finds its
-//!   value large, or finds no idle connection, goes to the reader threads.
-//! - **Listings** (`list_key_versions`) and those gets go through a queue to
+//! Nothing blocks the async runtime:
+//!
+//! - **Reads** (`get`, `list_key_versions`) go through a queue to
 //!   [`SqliteConfig::read_connections`] reader threads, each owning one
 //!   read-only connection; they run concurrently with each other and with the
 //!   writer (WAL readers never wait for the writer). A woken reader takes up to
@@ -111,7 +105,6 @@
 mod admin;
 mod config;
 mod error;
-mod inline;
 pub mod measure;
 mod read;
 mod readers;
@@ -137,8 +130,6 @@ pub use config::{SqliteConfig, Synchronous};
 pub use error::SqliteError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
-use inline::InlineReads;
-use read::Record;
 use readers::Readers;
 use writer::{Command, WriteOp, WriteRequest};
 
@@ -151,8 +142,6 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// `None` once closed.
     readers: RwLock<Option<Readers>>,
-    /// Connections for the gets run on the caller's thread.
-    inline: InlineReads,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -216,12 +205,6 @@ impl SqliteStore {
             path: path.clone(),
             reason: format!("cannot start the reader threads: {e}"),
         })?;
-        // One per thread that may run a get at once: tokio's multi-threaded
-        // runtime has that many workers by default. A get finding none idle
-        // goes to the reader threads.
-        let inline = (0..inline_connections())
-            .map(|_| open_inline_reader(&config))
-            .collect::<Result<Vec<_>, _>>()?;
 
         let (writes, queue) = mpsc::channel(config.max_batch.saturating_mul(4).max(1024));
         let max_batch = config.max_batch;
@@ -245,7 +228,6 @@ impl SqliteStore {
             writes,
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: RwLock::new(Some(readers)),
-            inline: InlineReads::new(inline),
         })
     }
 
@@ -326,23 +308,6 @@ fn open_writer(config: &SqliteConfig) -> Result<Connection, SqliteError> {
     Ok(conn)
 }
 
-/// How many connections serve gets on the callers' threads: one per CPU.
-fn inline_connections() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// A read-only connection for gets on the caller's thread: it never waits
-/// for a lock (see the `inline` module).
-fn open_inline_reader(config: &SqliteConfig) -> Result<Connection, SqliteError> {
-    let conn = open_reader(config)?;
-    conn.busy_timeout(std::time::Duration::ZERO)
-        .map_err(|source| SqliteError::ReadConnection {
-            path: config.path.clone(),
-            source,
-        })?;
-    Ok(conn)
-}
-
 /// One read-only connection for a reader thread.
 fn open_reader(config: &SqliteConfig) -> Result<Connection, SqliteError> {
     let failed = |source| SqliteError::ReadConnection {
@@ -366,42 +331,15 @@ impl KvStore for SqliteStore {
         req: GetObjectRequest,
     ) -> Result<GetObjectResponse, VssError> {
         let target = validate::get(&req)?;
-        let store_id = req.store_id;
-        // On this thread when an idle connection can answer without waiting
-        // (see the `inline` module); else, and for a large value, on a reader.
-        let value = match target {
-            GetTarget::GlobalVersion => {
-                let version = match self
-                    .inline
-                    .run(|conn| read::global_version(conn, user, &store_id))
-                {
-                    Some(version) => version.map_err(read::db)?,
-                    None => {
-                        let user = user.clone();
-                        self.read(move |conn| {
-                            read::global_version(conn, &user, &store_id).map_err(read::db)
-                        })
-                        .await?
-                    }
-                };
-                validate::global_version_key_value(version)
-            }
-            GetTarget::Key(key) => {
-                match self
-                    .inline
-                    .run(|conn| read::record(conn, user, &store_id, &key))
-                {
-                    Some(Ok(Record::Missing)) => return Err(VssError::no_such_key(&key)),
-                    Some(Ok(Record::Small(version, value))) => read::small(key, version, value),
-                    Some(Err(err)) => return Err(read::db(err)),
-                    Some(Ok(Record::Large)) | None => {
-                        let user = user.clone();
-                        self.read(move |conn| read::get(conn, &user, &store_id, key))
-                            .await?
-                    }
-                }
-            }
-        };
+        let user = user.clone();
+        let value = self
+            .read(move |conn| match target {
+                GetTarget::GlobalVersion => Ok(validate::global_version_key_value(
+                    read::global_version(conn, &user, &req.store_id)?,
+                )),
+                GetTarget::Key(key) => read::get(conn, &user, &req.store_id, key),
+            })
+            .await?;
         Ok(GetObjectResponse { value: Some(value) })
     }
 
@@ -462,7 +400,6 @@ impl KvStore for SqliteStore {
     /// checkpoint the WAL, then stops the writer thread. Later calls fail with
     /// INTERNAL; closing again is a no-op.
     async fn close(&self) -> Result<(), VssError> {
-        self.inline.close();
         // The reader threads finish the reads already queued, close their
         // connections and end; they are joined below, after the writer.
         let reader_threads = self
@@ -566,27 +503,5 @@ impl AdminStore for SqliteStore {
         let after = cursor.map(vss_core::admin::user_of_cursor).transpose()?;
         self.read(move |conn| admin::list_usage(conn, after.as_ref(), limit))
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn gets_on_the_callers_thread_never_wait_for_a_lock() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("vss.sqlite3")))
-            .await
-            .expect("open");
-        let timeout = store
-            .inline
-            .run(|conn| conn.query_row("PRAGMA busy_timeout", [], |row| row.get::<_, i64>(0)));
-        assert_eq!(timeout.map(Result::ok), Some(Some(0)));
-        store.close().await.expect("close");
-        assert!(
-            store.inline.run(|_| Ok(())).is_none(),
-            "closed with the store"
-        );
     }
 }

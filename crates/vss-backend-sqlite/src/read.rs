@@ -8,7 +8,7 @@ use vss_core::{UserToken, VssError};
 
 use crate::writer::STREAMED_VALUE;
 
-pub(crate) fn db(err: rusqlite::Error) -> VssError {
+fn db(err: rusqlite::Error) -> VssError {
     VssError::internal(format!("SQLite read failed: {err}"))
 }
 
@@ -17,60 +17,16 @@ pub(crate) fn global_version(
     conn: &Connection,
     user: &UserToken,
     store_id: &str,
-) -> rusqlite::Result<i64> {
+) -> Result<i64, VssError> {
     Ok(conn
         .prepare_cached(
             "SELECT global_version FROM vss_stores WHERE user_token = ?1 AND store_id = ?2",
-        )?
-        .query_row(params![user.as_str(), store_id], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0))
-}
-
-/// What the first read of a `get` found.
-pub(crate) enum Record {
-    /// No such key.
-    Missing,
-    /// The key's version and its value, smaller than [`STREAMED_VALUE`].
-    Small(i64, Vec<u8>),
-    /// The key's value is [`STREAMED_VALUE`] bytes or more: [`get`] reads it.
-    Large,
-}
-
-/// The answer to a get of a key found with a small value.
-pub(crate) fn small(key: String, version: i64, value: Vec<u8>) -> KeyValue {
-    KeyValue {
-        key,
-        version,
-        value: Bytes::from(value),
-    }
-}
-
-/// A key's record, its value only when it is small. A value of
-/// [`STREAMED_VALUE`] bytes or more comes back as NULL here, and [`get`] reads
-/// it straight into its own buffer: read as a column, SQLite would first
-/// assemble it in a buffer of its own, a second copy.
-pub(crate) fn record(
-    conn: &Connection,
-    user: &UserToken,
-    store_id: &str,
-    key: &str,
-) -> rusqlite::Result<Record> {
-    let found: Option<(i64, Option<Vec<u8>>)> = conn
-        .prepare_cached(
-            "SELECT version, CASE WHEN length(value) < ?4 THEN value END
-             FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
-        )?
-        .query_row(
-            params![user.as_str(), store_id, key, STREAMED_VALUE as i64],
-            |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .optional()?;
-    Ok(match found {
-        None => Record::Missing,
-        Some((version, Some(value))) => Record::Small(version, value),
-        Some((_, None)) => Record::Large,
-    })
+        .map_err(db)?
+        .query_row(params![user.as_str(), store_id], |row| row.get(0))
+        .optional()
+        .map_err(db)?
+        .unwrap_or(0))
 }
 
 /// One key with its version and value, or NO_SUCH_KEY.
@@ -80,10 +36,29 @@ pub(crate) fn get(
     store_id: &str,
     key: String,
 ) -> Result<KeyValue, VssError> {
-    match record(conn, user, store_id, &key).map_err(db)? {
-        Record::Missing => Err(VssError::no_such_key(&key)),
-        Record::Small(version, value) => Ok(small(key, version, value)),
-        Record::Large => get_large(conn, user, store_id, key),
+    // A value of STREAMED_VALUE bytes or more comes back as NULL here, and
+    // is read below straight into its own buffer: read as a column, SQLite
+    // would first assemble it in a buffer of its own, a second copy.
+    let found: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT version, CASE WHEN length(value) < ?4 THEN value END
+             FROM vss_records WHERE user_token = ?1 AND store_id = ?2 AND key = ?3",
+        )
+        .map_err(db)?
+        .query_row(
+            params![user.as_str(), store_id, key, STREAMED_VALUE as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    match found {
+        Some((version, Some(value))) => Ok(KeyValue {
+            key,
+            version,
+            value: Bytes::from(value),
+        }),
+        Some((_, None)) => get_large(conn, user, store_id, key),
+        None => Err(VssError::no_such_key(&key)),
     }
 }
 
@@ -141,7 +116,7 @@ pub(crate) fn list(
     // for its whole batch; either way both reads come from one snapshot.
     let tx = conn.savepoint().map_err(db)?;
     let global_version = if plan.first_page {
-        global_version(&tx, user, &plan.store_id).map_err(db)?
+        global_version(&tx, user, &plan.store_id)?
     } else {
         0
     };
