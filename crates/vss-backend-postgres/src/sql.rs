@@ -467,8 +467,8 @@ pub(crate) const BUMP_GLOBAL_VERSION: &str = "WITH g AS (INSERT INTO vss_stores 
 // quarter of the server's CPU. The arrays are aggregated from the same rows in
 // one pass, so their elements line up; a page without keys has NULL arrays.
 
-/// First page of a listing: the global version (NULL when the store was never
-/// written) and up to `$3` keys with their versions and creation sequences, read
+/// First page of a listing: the global version (NULL when it was never set:
+/// `vss_stores` has a row only from the first put with a global version) and up to `$3` keys with their versions and creation sequences, read
 /// by one statement and so from one snapshot.
 pub(crate) const LIST_FIRST: &str = "SELECT (SELECT s.global_version FROM vss_stores s \
         WHERE s.user_token = $1 AND s.store_id = $2), \
@@ -697,6 +697,11 @@ mod plans {
             assert!(
                 plan.contains("vss_objects_by_sequence"),
                 "{name} does not read the listing index:\n{plan}"
+            );
+            // Read in the index's order, not scanned and then sorted.
+            assert!(
+                !plan.contains("Sort"),
+                "{name} sorts the store's keys:\n{plan}"
             );
         }
         store.close().await.unwrap();
