@@ -467,39 +467,49 @@ pub(crate) const BUMP_GLOBAL_VERSION: &str = "WITH g AS (INSERT INTO vss_stores 
 // quarter of the server's CPU. The arrays are aggregated from the same rows in
 // one pass, so their elements line up; a page without keys has NULL arrays.
 
-/// First page of a listing: the global version (NULL when it was never set:
-/// `vss_stores` has a row only from the first put with a global version) and up to `$3` keys with their versions and creation sequences, read
-/// by one statement and so from one snapshot.
-pub(crate) const LIST_FIRST: &str = "SELECT (SELECT s.global_version FROM vss_stores s \
-        WHERE s.user_token = $1 AND s.store_id = $2), \
-        array_agg(o.key), array_agg(o.version), array_agg(o.sequence) \
-     FROM (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 \
-        ORDER BY sequence DESC LIMIT $3) AS o";
+/// A listing statement: its head (`first`: the store's global version, NULL
+/// when it was never set, since `vss_stores` has a row only from the first put
+/// with a global version; `next`: nothing), then the page's arrays, over the
+/// store's keys that also meet `$cond`, newest first, at most `$limit`.
+macro_rules! list {
+    (first, $cond:literal, $limit:literal) => {
+        concat!(
+            "SELECT (SELECT s.global_version FROM vss_stores s \
+             WHERE s.user_token = $1 AND s.store_id = $2), ",
+            list!(page, $cond, $limit)
+        )
+    };
+    (next, $cond:literal, $limit:literal) => {
+        concat!("SELECT ", list!(page, $cond, $limit))
+    };
+    (page, $cond:literal, $limit:literal) => {
+        concat!(
+            "array_agg(o.key), array_agg(o.version), array_agg(o.sequence) \
+             FROM (SELECT key, version, sequence FROM vss_objects \
+             WHERE user_token = $1 AND store_id = $2 AND sequence > 0",
+            $cond,
+            " ORDER BY sequence DESC LIMIT ",
+            $limit,
+            ") AS o"
+        )
+    };
+}
+
+/// First page of a listing: the global version and up to `$3` keys with their
+/// versions and creation sequences, read by one statement and so from one
+/// snapshot.
+pub(crate) const LIST_FIRST: &str = list!(first, "", "$3");
 
 /// [`LIST_FIRST`] with keys in the byte range `[$4, $5)` (a literal prefix and its successor).
-pub(crate) const LIST_FIRST_PREFIX: &str = "SELECT (SELECT s.global_version FROM vss_stores s \
-        WHERE s.user_token = $1 AND s.store_id = $2), \
-        array_agg(o.key), array_agg(o.version), array_agg(o.sequence) \
-     FROM (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND key >= $4 AND key < $5 \
-        ORDER BY sequence DESC LIMIT $3) AS o";
+pub(crate) const LIST_FIRST_PREFIX: &str = list!(first, " AND key >= $4 AND key < $5", "$3");
 
 /// A later page: up to `$4` keys created before sequence `$3`, as [`LIST_FIRST`]
 /// without the global version.
-pub(crate) const LIST_NEXT: &str = "SELECT array_agg(o.key), array_agg(o.version), \
-        array_agg(o.sequence) \
-     FROM (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND sequence < $3 \
-        ORDER BY sequence DESC LIMIT $4) AS o";
+pub(crate) const LIST_NEXT: &str = list!(next, " AND sequence < $3", "$4");
 
 /// [`LIST_NEXT`] with keys in the byte range `[$5, $6)`.
-pub(crate) const LIST_NEXT_PREFIX: &str = "SELECT array_agg(o.key), array_agg(o.version), \
-        array_agg(o.sequence) \
-     FROM (SELECT key, version, sequence FROM vss_objects \
-        WHERE user_token = $1 AND store_id = $2 AND sequence > 0 AND sequence < $3 \
-        AND key >= $5 AND key < $6 \
-        ORDER BY sequence DESC LIMIT $4) AS o";
+pub(crate) const LIST_NEXT_PREFIX: &str =
+    list!(next, " AND sequence < $3 AND key >= $5 AND key < $6", "$4");
 
 /// The SQLSTATE `vss_require` raises.
 pub(crate) const CONDITION_FAILED: &str = "VS409";

@@ -752,6 +752,17 @@ async fn wait_all(slots: &mut [MaybeDone<PgFuture<'_>>]) {
     .await
 }
 
+/// An array column of a listing page; empty when NULL.
+fn array<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    column: usize,
+) -> Result<Vec<T>, VssError> {
+    Ok(row
+        .try_get::<_, Option<Vec<T>>>(column)
+        .map_err(internal)?
+        .unwrap_or_default())
+}
+
 pub(crate) fn decode_key(bytes: Vec<u8>) -> Result<String, VssError> {
     String::from_utf8(bytes).map_err(|_| VssError::internal("a stored key is not UTF-8"))
 }
@@ -944,14 +955,10 @@ impl KvStore for PostgresStore {
         } else {
             0
         };
-        let keys: Option<Vec<Vec<u8>>> = row.try_get(skip).map_err(internal)?;
-        let versions: Option<Vec<i64>> = row.try_get(skip + 1).map_err(internal)?;
-        let sequences: Option<Vec<i64>> = row.try_get(skip + 2).map_err(internal)?;
-        let (keys, versions, sequences) = (
-            keys.unwrap_or_default(),
-            versions.unwrap_or_default(),
-            sequences.unwrap_or_default(),
-        );
+        // A page without keys has NULL arrays.
+        let keys: Vec<Vec<u8>> = array(&row, skip)?;
+        let versions: Vec<i64> = array(&row, skip + 1)?;
+        let sequences: Vec<i64> = array(&row, skip + 2)?;
         if keys.len() != versions.len() || keys.len() != sequences.len() {
             return Err(VssError::internal(
                 "a listing page's arrays differ in length",
