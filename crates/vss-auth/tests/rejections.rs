@@ -37,10 +37,14 @@ fn overwrite() -> PutObjectRequest {
 }
 
 /// A server with JWT and sigs (±600 s), where alice (JWT) and a signing key each stored `k`.
-async fn seeded() -> (TestServer, String, String) {
+/// The sigs clock stands still at the returned time, so the window's edges are exact: a
+/// second ticking between signing and checking cannot move a header across them.
+async fn seeded() -> (TestServer, String, String, u64) {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let t = clock.now_unix();
     let auth = MultiAuthorizer::new()
         .with_jwt(JwtAuthorizer::from_public_pems(RS256_PUBLIC).unwrap())
-        .with_sigs(SigsAuthorizer::new(std::time::Duration::from_secs(600)));
+        .with_sigs(SigsAuthorizer::new(std::time::Duration::from_secs(600)).with_clock(clock));
     let server = TestServer::start(Arc::new(auth), None).await;
     let alice = format!(
         "Bearer {}",
@@ -49,7 +53,7 @@ async fn seeded() -> (TestServer, String, String) {
             json!({ "sub": "alice", "exp": now() + 3600 })
         )
     );
-    let signer = sigs_header(&secret(3), now());
+    let signer = sigs_header(&secret(3), t);
     for auth in [&alice, &signer] {
         let mut put = overwrite();
         put.transaction_items[0].value = Bytes::from_static(b"good");
@@ -58,7 +62,7 @@ async fn seeded() -> (TestServer, String, String) {
             200
         );
     }
-    (server, alice, signer)
+    (server, alice, signer, t)
 }
 
 async fn assert_untouched(server: &TestServer, auth: &str) {
@@ -131,7 +135,7 @@ async fn assert_refused(server: &TestServer, auth: Option<&str>, what: &str) {
 
 #[tokio::test]
 async fn bad_jwts_are_refused_and_change_nothing() {
-    let (server, alice, signer) = seeded().await;
+    let (server, alice, signer, _) = seeded().await;
     let claims = json!({ "sub": "alice", "exp": now() + 3600 });
     let good = mint(RS256_PRIVATE, claims.clone());
     let parts: Vec<&str> = good.split('.').collect();
@@ -168,15 +172,15 @@ async fn bad_jwts_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn missing_malformed_and_bad_signature_headers_are_refused() {
-    let (server, alice, signer) = seeded().await;
+    let (server, alice, signer, t) = seeded().await;
     let key = secret(3);
-    let in_window = sigs_header(&key, now());
+    let in_window = sigs_header(&key, t);
     let mut bad_sig = in_window.clone();
     // Flip one hex digit of the signature.
     let flip = if &bad_sig[100..101] == "0" { "1" } else { "0" };
     bad_sig.replace_range(100..101, flip);
     // Another key's signature under this key.
-    let foreign = sigs_header(&secret(4), now());
+    let foreign = sigs_header(&secret(4), t);
     let stolen = format!("{}{}", &in_window[..66], &foreign[66..]);
 
     assert_refused(&server, None, "no header").await;
@@ -190,19 +194,23 @@ async fn missing_malformed_and_bad_signature_headers_are_refused() {
             in_window[..194].to_string(),
         ),
         ("non-digit time", format!("{}12x4", &in_window[..194])),
-        ("too early", sigs_header(&key, now() - 601)),
-        ("too late", sigs_header(&key, now() + 601)),
+        ("too early", sigs_header(&key, t - 601)),
+        ("too late", sigs_header(&key, t + 601)),
         ("bad signature", bad_sig),
         ("signature by another key", stolen),
         (
             "time changed after signing",
-            format!("{}{}", &in_window[..194], now() + 1),
+            format!("{}{}", &in_window[..194], t + 1),
         ),
     ] {
         assert_refused(&server, Some(&header), what).await;
     }
     assert_untouched(&server, &alice).await;
     assert_untouched(&server, &signer).await;
+    // The window's edges are inside it: the same key signing 600 s either way reads its data.
+    for edge in [t - 600, t + 600] {
+        assert_untouched(&server, &sigs_header(&key, edge)).await;
+    }
 }
 
 #[tokio::test]
