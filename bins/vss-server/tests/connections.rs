@@ -26,9 +26,9 @@ fn limited(dir: &std::path::Path, connections: ServeOptions) -> Config {
 }
 
 /// Reads until the server closes the connection; returns what was read and
-/// how long it took.
-async fn until_closed(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
-    let started = Instant::now();
+/// the time since `started` (taken before connecting, so that a pause of this
+/// task cannot make the server's timer look short).
+async fn until_closed(stream: &mut TcpStream, started: Instant) -> (Vec<u8>, Duration) {
     let mut read = Vec::new();
     tokio::time::timeout(GUARD, async {
         let mut buf = [0u8; 4096];
@@ -58,7 +58,7 @@ async fn answered_from(from: [u8; 4], addr: SocketAddr) -> bool {
     if stream.write_all(request).await.is_err() {
         return false;
     }
-    let (read, _) = until_closed(&mut stream).await;
+    let (read, _) = until_closed(&mut stream, Instant::now()).await;
     String::from_utf8_lossy(&read).starts_with("HTTP/1.1 200")
 }
 
@@ -81,7 +81,7 @@ async fn metrics(addr: SocketAddr) -> String {
 
 /// Asserts that the server closed `stream` at once, without a word (over a cap).
 async fn assert_closed_at_once(stream: &mut TcpStream) {
-    let (read, after) = until_closed(stream).await;
+    let (read, after) = until_closed(stream, Instant::now()).await;
     assert!(read.is_empty());
     assert!(after < Duration::from_secs(5), "refused after {after:?}");
 }
@@ -105,8 +105,9 @@ async fn a_connection_that_sends_nothing_is_closed_at_the_first_bytes_deadline()
         },
     ))
     .await;
+    let started = Instant::now();
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    let (read, after) = until_closed(&mut silent).await;
+    let (read, after) = until_closed(&mut silent, started).await;
     assert!(read.is_empty(), "nothing is sent to a silent client");
     assert!(
         after >= deadline - Duration::from_millis(100),
@@ -139,11 +140,12 @@ async fn idle_connections_are_closed_http1_and_http2() {
     ))
     .await;
     // HTTP/1.1: one request, then nothing on the kept-alive connection.
+    let started = Instant::now();
     let mut kept = TcpStream::connect(server.addr).await.unwrap();
     kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (read, after) = until_closed(&mut kept).await;
+    let (read, after) = until_closed(&mut kept, started).await;
     assert!(String::from_utf8_lossy(&read).starts_with("HTTP/1.1 200"));
     assert!(
         after >= idle - Duration::from_millis(100),
@@ -151,11 +153,12 @@ async fn idle_connections_are_closed_http1_and_http2() {
     );
     // HTTP/2: only the connection preface, then nothing. The server answers
     // with its SETTINGS, and later a GOAWAY as it closes.
+    let started = Instant::now();
     let mut h2 = TcpStream::connect(server.addr).await.unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
-    let (read, after) = until_closed(&mut h2).await;
+    let (read, after) = until_closed(&mut h2, started).await;
     assert!(!read.is_empty(), "the server speaks HTTP/2 first");
     assert!(
         after >= idle - Duration::from_millis(100),

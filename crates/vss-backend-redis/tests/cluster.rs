@@ -479,15 +479,29 @@ async fn a_write_no_replica_confirms_is_not_acknowledged() {
     create(&store, &user, "s", "before").await.unwrap();
     // Every replica stops answering for a while (its event loop sleeps).
     let mut sleepers = Vec::new();
+    let mut pingers = Vec::new();
     for i in 0..6 {
         if cluster.role(i).await == "slave" {
             let admin = cluster.nodes[i].0.admin().await;
+            // Connected before the node sleeps: a sleeping node finishes no handshake.
+            pingers.push(cluster.nodes[i].0.admin().await);
             sleepers.push(tokio::spawn(async move {
                 let _: Result<String, _> = admin.custom(command("DEBUG"), vec!["SLEEP", "3"]).await;
             }));
         }
     }
     assert_eq!(sleepers.len(), 3);
+    // The write waits until every replica is asleep (a ping goes unanswered), so that
+    // none can confirm it in the moment before its sleep begins.
+    for pinger in &pingers {
+        poll_until("a replica to sleep", Duration::from_secs(10), || async {
+            let ping = pinger.custom::<String, String>(command("PING"), vec![]);
+            tokio::time::timeout(Duration::from_millis(100), ping)
+                .await
+                .is_err()
+        })
+        .await;
+    }
     // The write reaches its primary, but no replica confirms it in time: INTERNAL.
     let refused = create(&store, &user, "s", "unconfirmed").await;
     assert!(

@@ -100,16 +100,27 @@ pub struct ChildRedis {
 impl ChildRedis {
     /// Starts redis-server with `args` (persistence options and the like) in
     /// `dir`, and waits until it answers PING.
+    /// A port found free may be taken again before the child binds it (the
+    /// port, or a cluster node's bus port 10000 above it): the child then
+    /// exits, and it is started again on another port.
     pub async fn start(bin: &Path, dir: &Path, args: &[&str]) -> ChildRedis {
         let mut redis = ChildRedis {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
-            port: free_port(),
+            port: 0,
             child: None,
         };
-        redis.spawn().await;
-        redis
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.spawn().await {
+                return redis;
+            }
+        }
+        panic!(
+            "redis-server exited at start five times, on five ports: see {}",
+            redis.dir.join("redis.log").display()
+        );
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -117,7 +128,9 @@ impl ChildRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn spawn(&mut self) {
+    /// Runs the child on `self.port` and waits until it answers PING: false
+    /// when it exits first.
+    async fn spawn(&mut self) -> bool {
         let log = self.dir.join("redis.log");
         let child = Command::new(&self.bin)
             .arg("--bind")
@@ -134,14 +147,24 @@ impl ChildRedis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let port = self.port;
-        poll_until(
-            "redis-server to answer PING",
-            Duration::from_secs(30),
-            || ping(port),
-        )
-        .await;
+        let child = self.child.insert(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                self.child = None;
+                return false;
+            }
+            // Answered while the child still runs: the child answered.
+            if ping(self.port).await && child.try_wait().unwrap().is_none() {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within 30 s: see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills the server at once (SIGKILL: no shutdown work, like a crash) and reaps it.
@@ -155,7 +178,12 @@ impl ChildRedis {
     /// Starts the server again on the same port, directory and options.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "redis-server exited at restart on port {}: see {}",
+            self.port,
+            self.dir.join("redis.log").display()
+        );
     }
 
     /// A plain client to this server, for administrative commands.
