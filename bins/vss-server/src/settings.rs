@@ -164,7 +164,10 @@ pub enum ConfigError {
         reason: String,
     },
     /// The config file has a key no setting has (likely a typo).
-    #[error("unknown setting `{key}` in config file {path} (known settings: see CONFIG.md)")]
+    #[error(
+        "unknown setting `{key}` in config file {path}{}",
+        unknown_key_hint(key)
+    )]
     UnknownKey {
         /// The file.
         path: PathBuf,
@@ -483,6 +486,33 @@ fn from_clap(
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
         ),
         message: err.render().to_string(),
+    }
+}
+
+/// Keys of the reference server's older config format (before `bind_address`
+/// and `address`), which this server does not read: they stop startup with a
+/// message that names the keys replacing them.
+pub const OLDER_REFERENCE_KEYS: [&str; 6] = [
+    "server_config.host",
+    "server_config.port",
+    "server_config.store_type",
+    "postgresql_config.host",
+    "postgresql_config.port",
+    "postgresql_config.database",
+];
+
+/// What to do about an unknown key: for one of the reference's older format,
+/// the keys that replace it (the database especially: pointed at another one,
+/// the server would show the wallets empty stores).
+fn unknown_key_hint(key: &str) -> &'static str {
+    if OLDER_REFERENCE_KEYS.contains(&key) {
+        ": the reference server's older config format, which this server does not read; write \
+         `server_config.bind_address = \"HOST:PORT\"`, `postgresql_config.address = \"HOST:PORT\"` \
+         and `postgresql_config.vss_database` = the database that holds the table `vss_db` \
+         (`store_type` goes: `[postgresql_config]` chooses PostgreSQL); see CONFIG.md, \
+         \"Coming from the reference server\""
+    } else {
+        " (known settings: see CONFIG.md)"
     }
 }
 

@@ -325,6 +325,24 @@ fn config_file_problems_name_the_file_and_key() {
         matches!(&err, ConfigError::UnknownKey { key, .. } if key == "server_config.bind_adress"),
         "{err}"
     );
+    assert!(err.to_string().contains("see CONFIG.md"), "{err}");
+    assert!(!err.to_string().contains("older config format"), "{err}");
+    // The reference's older format is named as such, with the keys that replace it.
+    let older = file(
+        "[server_config]\nhost = \"127.0.0.1\"\nport = 8080\nstore_type = \"postgres\"\n\
+         [postgresql_config]\nhost = \"localhost\"\nport = 5432\ndatabase = \"postgres\"\n",
+    );
+    let err = load(&["--config", older.path().to_str().unwrap()], &[]).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(&err, ConfigError::UnknownKey { .. }), "{err}");
+    for replacement in [
+        "older config format",
+        "bind_address",
+        "postgresql_config.address",
+        "vss_database",
+    ] {
+        assert!(message.contains(replacement), "{message}");
+    }
     let top_level = file("bind_address = \"127.0.0.1:1\"\n");
     let err = load(&["--config", top_level.path().to_str().unwrap()], &[]).unwrap_err();
     assert!(
