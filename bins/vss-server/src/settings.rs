@@ -501,16 +501,16 @@ pub const OLDER_REFERENCE_KEYS: [&str; 6] = [
     "postgresql_config.database",
 ];
 
-/// What to do about an unknown key: for one of the reference's older format,
-/// the keys that replace it (the database especially: pointed at another one,
-/// the server would show the wallets empty stores).
+/// What to do about an unknown key. For a key of the reference's older
+/// format, the keys that replace it; the database matters most, because a
+/// server pointed at another database shows the wallets empty stores.
 fn unknown_key_hint(key: &str) -> &'static str {
     if OLDER_REFERENCE_KEYS.contains(&key) {
         ": the reference server's older config format, which this server does not read; write \
-         `server_config.bind_address = \"HOST:PORT\"`, `postgresql_config.address = \"HOST:PORT\"` \
-         and `postgresql_config.vss_database` = the database that holds the table `vss_db` \
-         (`store_type` goes: `[postgresql_config]` chooses PostgreSQL); see CONFIG.md, \
-         \"Coming from the reference server\""
+         `server_config.bind_address = \"HOST:PORT\"`, `postgresql_config.address = \"HOST:PORT\"`, \
+         `postgresql_config.vss_database = \"DATABASE\"` naming the database that holds the table \
+         `vss_db` (the old `database`), and `server_config.backend` instead of `store_type` \
+         (`\"postgres\"` or `\"memory\"`); see CONFIG.md, \"Coming from the reference server\""
     } else {
         " (known settings: see CONFIG.md)"
     }

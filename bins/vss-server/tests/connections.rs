@@ -26,8 +26,8 @@ fn limited(dir: &std::path::Path, connections: ServeOptions) -> Config {
 }
 
 /// Reads until the server closes the connection; returns what was read and
-/// the time since `started` (taken before connecting, so that a pause of this
-/// task cannot make the server's timer look short).
+/// the time since `started`. Tests of the server's timers take `started`
+/// before connecting, so that a pause of this task cannot make a timer look short.
 async fn until_closed(stream: &mut TcpStream, started: Instant) -> (Vec<u8>, Duration) {
     let mut read = Vec::new();
     tokio::time::timeout(GUARD, async {

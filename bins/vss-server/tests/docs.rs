@@ -138,7 +138,7 @@ fn the_docs_name_only_variables_something_reads() {
         for word in words(&text, "VSS_", |c| {
             c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
         }) {
-            // `VSS_PSQL_*` and `_PASSWORD`-style shorthands name a family, not a variable.
+            // `VSS_PSQL_*` names a family, not a variable.
             if word.ends_with('_') || settings.contains(word) {
                 continue;
             }
@@ -166,6 +166,9 @@ fn the_docs_link_only_to_files_that_exist() {
             if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") {
                 continue;
             }
+            // `(<file> "title")`: the file is the first word, without brackets.
+            let target = target.split_whitespace().next().unwrap_or_default();
+            let target = target.trim_start_matches('<').trim_end_matches('>');
             let file = target.split('#').next().unwrap();
             assert!(
                 dir.join(file).exists(),
@@ -201,12 +204,13 @@ fn every_cargo_run_in_the_docs_picks_one_binary() {
             let mut words = line.split_whitespace();
             let Some(name) = words
                 .by_ref()
-                .find(|w| *w == "-p")
+                .find(|w| *w == "-p" || *w == "--package")
                 .and_then(|_| words.next())
             else {
                 continue;
             };
-            let name = name.trim_matches('`');
+            let name =
+                name.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
             let package = packages
                 .iter()
                 .find(|p| p["name"] == name)

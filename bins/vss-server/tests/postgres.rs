@@ -346,8 +346,10 @@ async fn a_put_stuck_past_the_request_timeout_leaves_no_trace_and_its_retry_succ
     };
     let database = fresh_database("stuck");
     let mut env = env_for(&server, &database);
-    // 5 s: the store's deadline comes 1 s before it, time enough to cancel on a loaded machine.
-    env.push(("VSS_REQUEST_TIMEOUT_SECS", "5".into()));
+    // The store's deadline comes 1 s before the request timeout: time enough to
+    // cancel on a loaded machine.
+    const TIMEOUT_SECS: u64 = 5;
+    env.push(("VSS_REQUEST_TIMEOUT_SECS", TIMEOUT_SECS.to_string()));
     let running = common::start(load_env(&env)).await;
     let http = vss_conformance::HttpStore::new(&running.url).unwrap();
     let user = UserToken::new("any").unwrap();
@@ -446,7 +448,7 @@ async fn a_put_stuck_past_the_request_timeout_leaves_no_trace_and_its_retry_succ
     }
     // The server answered before its own request timeout: the store stopped at its deadline.
     assert!(
-        answered_after < std::time::Duration::from_secs(5),
+        answered_after < std::time::Duration::from_secs(TIMEOUT_SECS),
         "answered after {answered_after:?}"
     );
     running.stop().await;

@@ -478,6 +478,8 @@ async fn a_write_no_replica_confirms_is_not_acknowledged() {
     let user = unique_user();
     create(&store, &user, "s", "before").await.unwrap();
     // Every replica stops answering for a while (its event loop sleeps).
+    const SLEEP_SECS: &str = "5";
+    let slept_at = std::time::Instant::now();
     let mut sleepers = Vec::new();
     let mut pingers = Vec::new();
     for i in 0..6 {
@@ -486,22 +488,30 @@ async fn a_write_no_replica_confirms_is_not_acknowledged() {
             // Connected before the node sleeps: a sleeping node finishes no handshake.
             pingers.push(cluster.nodes[i].0.admin().await);
             sleepers.push(tokio::spawn(async move {
-                let _: Result<String, _> = admin.custom(command("DEBUG"), vec!["SLEEP", "3"]).await;
+                let _: Result<String, _> = admin
+                    .custom(command("DEBUG"), vec!["SLEEP", SLEEP_SECS])
+                    .await;
             }));
         }
     }
     assert_eq!(sleepers.len(), 3);
-    // The write waits until every replica is asleep (a ping goes unanswered), so that
-    // none can confirm it in the moment before its sleep begins.
+    // The write waits until every replica is asleep (a ping goes unanswered for
+    // 500 ms), so that none can confirm it in the moment before its sleep begins,
+    // and is sent well inside the sleep.
     for pinger in &pingers {
         poll_until("a replica to sleep", Duration::from_secs(10), || async {
             let ping = pinger.custom::<String, String>(command("PING"), vec![]);
-            tokio::time::timeout(Duration::from_millis(100), ping)
+            tokio::time::timeout(Duration::from_millis(500), ping)
                 .await
                 .is_err()
         })
         .await;
     }
+    assert!(
+        slept_at.elapsed() < Duration::from_secs(3),
+        "the replicas were found asleep only after {:?} of their 5 s",
+        slept_at.elapsed()
+    );
     // The write reaches its primary, but no replica confirms it in time: INTERNAL.
     let refused = create(&store, &user, "s", "unconfirmed").await;
     assert!(

@@ -118,7 +118,7 @@ impl ChildRedis {
             }
         }
         panic!(
-            "redis-server exited at start five times, on five ports: see {}",
+            "redis-server exited at start five times: see {}",
             redis.dir.join("redis.log").display()
         );
     }
