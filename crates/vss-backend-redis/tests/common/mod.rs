@@ -100,6 +100,7 @@ pub struct ChildRedis {
 impl ChildRedis {
     /// Starts redis-server with `args` (persistence options and the like) in
     /// `dir`, and waits until it answers PING.
+    ///
     /// A port found free may be taken again before the child binds it (the
     /// port, or a cluster node's bus port 10000 above it): the child then
     /// exits, and it is started again on another port.
